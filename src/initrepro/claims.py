@@ -1,0 +1,259 @@
+"""Claim records: what each stage measured, the thresholds it compared with, and the verdicts.
+
+A record is ``results/<stage>/claims.json`` (see DESIGN.md). Verdicts are never set by hand:
+they follow from checks that can fail.
+
+- ``reproduced``: every claim check passed (and every precondition held);
+- ``not_reproduced``: some claim check failed while every precondition held;
+- ``inconclusive``: a precondition failed (e.g. the baseline itself did not train), so the
+  claim checks say nothing either way;
+- ``skipped``: nothing could be measured here (e.g. a CUDA arm on a CPU machine); never
+  counted as reproduced.
+
+Example::
+
+    record = StageRecord("fractional_lognorm", profile="smoke", seed=0)
+    record.claim("fractional.moment_preserved",
+                 checks=[Check("max |z| of moment ratio", 1.3, "<=", 3.0)])
+    record.write()  # results/fractional_lognorm/claims.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+VERDICTS = ("reproduced", "not_reproduced", "inconclusive", "skipped")
+OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PAPERS_DIR = REPO_ROOT / "papers"
+
+
+@dataclass
+class Check:
+    """One comparison of a measured value with a threshold fixed before the run.
+
+    ``precondition=True`` marks a check that makes the experiment meaningful rather than
+    testing the claim (e.g. "the baseline learned at all"); when one fails the verdict is
+    ``inconclusive``.
+    """
+
+    name: str
+    value: float
+    op: str
+    threshold: float
+    precondition: bool = False
+    note: str = ""
+
+    def __post_init__(self):
+        if self.op not in OPS:
+            raise ValueError(f"op must be one of {sorted(OPS)}, got {self.op!r}")
+        self.value = _plain(self.value)
+        self.threshold = _plain(self.threshold)
+
+    @property
+    def passed(self) -> bool:
+        if self.value is None or (isinstance(self.value, float) and math.isnan(self.value)):
+            return False
+        return bool(OPS[self.op](self.value, self.threshold))
+
+    def to_dict(self) -> dict:
+        d = {"name": self.name, "value": self.value, "op": self.op,
+             "threshold": self.threshold, "passed": self.passed}
+        if self.precondition:
+            d["precondition"] = True
+        if self.note:
+            d["note"] = self.note
+        return d
+
+
+def derive_verdict(checks: Iterable[Check | dict], skip_reason: str | None = None) -> str:
+    """The verdict that a list of checks implies (see the module docstring)."""
+    checks = [c.to_dict() if isinstance(c, Check) else c for c in checks]
+    if skip_reason is not None or not checks:
+        return "skipped"
+    if not all(c["passed"] for c in checks if c.get("precondition")):
+        return "inconclusive"
+    return "reproduced" if all(c["passed"] for c in checks) else "not_reproduced"
+
+
+def paper_claims(paper: str) -> dict[str, dict]:
+    """Claims of ``papers/<paper>.yaml`` keyed by claim id."""
+    path = PAPERS_DIR / f"{paper}.yaml"
+    data = yaml.safe_load(path.read_text())
+    return {c["id"]: {**c, "paper": data["id"]} for c in data["claims"]}
+
+
+def all_paper_claims() -> dict[str, dict]:
+    """Every claim of every paper YAML, keyed by claim id."""
+    claims = {}
+    for path in sorted(PAPERS_DIR.glob("*.yaml")):
+        claims.update(paper_claims(path.stem))
+    return claims
+
+
+class StageRecord:
+    """Collects the claims a stage checks and writes them atomically as its claim record."""
+
+    def __init__(self, stage: str, profile: str, seed: int | None = None,
+                 output_root: str | os.PathLike = REPO_ROOT):
+        self.stage, self.profile, self.seed = stage, profile, seed
+        self.output_root = Path(output_root)
+        self.claims: list[dict] = []
+        self._start = time.perf_counter()
+
+    @property
+    def path(self) -> Path:
+        return self.output_root / "results" / self.stage / "claims.json"
+
+    def figure(self, fig, name: str) -> str:
+        """Save ``fig`` as ``figures/<stage>/<name>`` and return that repo-relative path."""
+        from initrepro.plotting import save_figure
+
+        rel = Path("figures") / self.stage / name
+        save_figure(fig, self.output_root / rel)
+        return rel.as_posix()
+
+    def claim(self, claim_id: str, checks: list[Check] = (), *, figures: Iterable[str] = (),
+              reason: str = "", skip_reason: str | None = None, measured: dict | None = None) -> dict:
+        """Add a claim; its statement and paper come from ``papers/*.yaml``; returns the entry."""
+        known = all_paper_claims()
+        if claim_id not in known:
+            raise KeyError(f"claim {claim_id!r} is not in papers/*.yaml (known: {sorted(known)})")
+        spec = known[claim_id]
+        if skip_reason is not None and checks:
+            raise ValueError(f"claim {claim_id!r}: a skipped claim carries no checks")
+        if spec["stage"] != self.stage:
+            raise ValueError(f"claim {claim_id!r} belongs to stage {spec['stage']!r}, not {self.stage!r}")
+        entry = {
+            "id": claim_id,
+            "paper": spec["paper"],
+            "statement": spec["statement"].strip(),
+            "verdict": derive_verdict(checks, skip_reason),
+            "reason": (skip_reason or reason).strip(),
+            "figures": [str(f) for f in figures],
+            "checks": [c.to_dict() for c in checks],
+        }
+        if measured:
+            entry["measured"] = _plain(measured)
+        self.claims = [c for c in self.claims if c["id"] != claim_id] + [entry]
+        return entry
+
+    def to_dict(self) -> dict:
+        return {
+            "stage": self.stage,
+            "profile": self.profile,
+            "runtime_s": round(time.perf_counter() - self._start, 1),
+            "environment": environment(self.seed),
+            "claims": self.claims,
+        }
+
+    def write(self) -> dict:
+        """Validate and write the record atomically to ``results/<stage>/claims.json``."""
+        record = validate_record(self.to_dict())
+        atomic_write_text(self.path, json.dumps(record, indent=2) + "\n")
+        return record
+
+    def summary(self) -> str:
+        """A short table of verdicts, for the end of a notebook."""
+        lines = []
+        for c in self.claims:
+            lines.append(f"{c['verdict']:>15}  {c['id']}")
+            for k in c["checks"]:
+                mark = "ok " if k["passed"] else "FAIL"
+                lines.append(f"{'':>17}{mark} {k['name']}: {k['value']:.4g} {k['op']} {k['threshold']:.4g}"
+                             if isinstance(k["value"], (int, float)) and not isinstance(k["value"], bool)
+                             else f"{'':>17}{mark} {k['name']}: {k['value']} {k['op']} {k['threshold']}")
+        return "\n".join(lines)
+
+
+def environment(seed: int | None) -> dict:
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.machine()})",
+        "threads": torch.get_num_threads(),
+        "seed": seed,
+        "git": _git_commit(),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def validate_record(record: dict) -> dict:
+    """Raise ValueError unless ``record`` follows the claim-record schema and its verdicts
+    are exactly those its checks imply."""
+    for key in ("stage", "profile", "runtime_s", "environment", "claims"):
+        if key not in record:
+            raise ValueError(f"claim record lacks {key!r}")
+    if not record["claims"]:
+        raise ValueError(f"claim record of stage {record['stage']!r} has no claims")
+    for c in record["claims"]:
+        for key in ("id", "paper", "statement", "verdict", "reason", "figures", "checks"):
+            if key not in c:
+                raise ValueError(f"claim {c.get('id')!r} lacks {key!r}")
+        if c["verdict"] not in VERDICTS:
+            raise ValueError(f"claim {c['id']!r}: verdict {c['verdict']!r} not in {VERDICTS}")
+        for k in c["checks"]:
+            recomputed = Check(k["name"], k["value"], k["op"], k["threshold"]).passed
+            if recomputed != k["passed"]:
+                raise ValueError(f"claim {c['id']!r}, check {k['name']!r}: 'passed' disagrees with value/threshold")
+        if derive_verdict(c["checks"]) != c["verdict"]:
+            raise ValueError(f"claim {c['id']!r}: verdict {c['verdict']!r} does not follow from its checks")
+        if c["verdict"] != "reproduced" and not c["reason"]:
+            raise ValueError(f"claim {c['id']!r} is {c['verdict']} without a reason")
+    return record
+
+
+def load_record(path: str | os.PathLike) -> dict:
+    """Read and validate a claim record."""
+    return validate_record(json.loads(Path(path).read_text()))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write via a temporary file and rename, so readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _plain(x: Any) -> Any:
+    """numpy/torch scalars and containers -> JSON-ready Python values."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if hasattr(x, "item") and getattr(x, "ndim", 0) == 0:
+        x = x.item()
+    if hasattr(x, "tolist"):
+        return _plain(x.tolist())
+    if isinstance(x, float):
+        return x if math.isfinite(x) else (None if math.isnan(x) else x)
+    return x

@@ -1,0 +1,6 @@
+"""Initializers in ``torch.nn.init`` style: ``name_(tensor, ...)`` fills in place.
+
+One module per scheme; each function cites its paper and equation.
+"""
+
+from initrepro.init.fractional import fractional_moment_normal_

@@ -1,0 +1,126 @@
+"""One supervised training loop for every stage, readable top to bottom.
+
+SGD with momentum, weight decay and a step lr schedule, seeded data order, optional
+crop + flip augmentation, a progress bar, per-epoch test accuracy, and NaN detection that
+ends the run and records it as diverged. Stages customize it through two hooks:
+
+- ``before_step(model, step)``: after ``backward()``, before ``optimizer.step()``
+  (symmetry breakers that perturb gradients);
+- ``after_step(model, step)``: after ``optimizer.step()`` (re-applying sparse masks,
+  measuring symmetry).
+
+    >>> cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05)
+    >>> history = train(model, train_set, test_set, cfg)
+    >>> history.final_test_acc
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from initrepro.data import TensorData, batches, crop_flip
+
+Hook = Callable[[torch.nn.Module, int], None]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    milestones: tuple[int, ...] = ()  # epochs at which lr is multiplied by ``gamma``
+    gamma: float = 0.1
+    augment: bool = False  # reflect-pad 4 + random crop + horizontal flip
+    seed: int = 0
+    max_steps: int | None = None  # stop early after this many optimizer steps
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+
+@dataclass
+class History:
+    epoch: list[int] = field(default_factory=list)
+    step: list[int] = field(default_factory=list)  # optimizer steps done at each epoch's end
+    train_loss: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    diverged: bool = False
+
+    @property
+    def final_test_acc(self) -> float:
+        # A diverged run counts as chance-or-worse: its last accuracy is not trustworthy.
+        return 0.0 if self.diverged or not self.test_acc else self.test_acc[-1]
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, data: TensorData, batch_size: int = 1000) -> float:
+    was_training = model.training
+    model.eval()
+    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in batches(data, batch_size, shuffle=False))
+    model.train(was_training)
+    return correct / len(data)
+
+
+def make_optimizer(params: Iterable, cfg: TrainConfig) -> torch.optim.SGD:
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay)
+
+
+def train(model: torch.nn.Module, train_set: TensorData, test_set: TensorData, cfg: TrainConfig, *,
+          params: Iterable | None = None, before_step: Hook | None = None, after_step: Hook | None = None,
+          progress: bool = True, desc: str = "train") -> History:
+    """Train ``model`` in place; ``params`` may be parameter groups (e.g. scalars at lr/10)."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    optimizer = make_optimizer(model.parameters() if params is None else params, cfg)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), cfg.gamma)
+    history, step = History(), 0
+    bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        total, count = 0.0, 0
+        for x, y in batches(train_set, cfg.batch_size, gen):
+            if cfg.augment:
+                x = crop_flip(x, gen)
+            loss = F.cross_entropy(model(x), y)
+            if not math.isfinite(loss.item()):
+                history.diverged = True
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if before_step:
+                before_step(model, step)
+            optimizer.step()
+            step += 1
+            if after_step:
+                after_step(model, step)
+            total, count = total + loss.item() * len(y), count + len(y)
+            if cfg.max_steps is not None and step >= cfg.max_steps:
+                break
+        schedule.step()
+        if history.diverged:
+            break
+        history.epoch.append(epoch + 1)
+        history.step.append(step)
+        history.train_loss.append(total / max(count, 1))
+        history.test_acc.append(accuracy(model, test_set))
+        bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", acc=f"{history.test_acc[-1]:.3f}")
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            break
+    return history

@@ -50,6 +50,8 @@ def run_stage(stage: str, profile: str = "smoke", output_root: str | os.PathLike
     params.update(profile=profile, output_root=str(Path(output_root).resolve()))
     executed = Path(executed or Path(output_root) / "executed" / f"{stage}.ipynb")
     executed.parent.mkdir(parents=True, exist_ok=True)
+    # Progress bars go to the stage log line by line: update them every 10 s at most.
+    os.environ.setdefault("TQDM_MININTERVAL", "10")
     notebook = jupytext.read(PIPELINES_DIR / f"{stage}.py")
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     papermill.execute_notebook(notebook, str(executed), parameters=params, kernel_name="python3",

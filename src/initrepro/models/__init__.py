@@ -1,1 +1,3 @@
 """Model families, one module each."""
+
+from initrepro.models.mlp import mlp

@@ -1,0 +1,46 @@
+"""Static sparse training: masks fixed at initialization for the whole run.
+
+SGD's momentum and weight decay would revive pruned weights (their gradients are not zero),
+so the masks are re-applied after every optimizer step (Nowak et al. 2024, Sec. 4; as in the
+authors' code). Pruned weights therefore stay exactly zero.
+
+    >>> masks = StaticMasks(layers, sparse_init_(layers, "eoi", 0.125))
+    >>> train(model, train_set, test_set, cfg, after_step=masks)
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class StaticMasks:
+    """Fixed boolean masks for the weights of ``layers``; calling it (the ``after_step`` hook of
+    :func:`initrepro.training.train`) zeroes every pruned weight in place."""
+
+    def __init__(self, layers: Sequence[nn.Module], masks: Sequence[Tensor]):
+        if len(layers) != len(masks):
+            raise ValueError(f"masks must have one entry per layer ({len(layers)}), got {len(masks)}")
+        for index, (layer, mask) in enumerate(zip(layers, masks)):
+            if mask.shape != layer.weight.shape:
+                raise ValueError(f"masks[{index}] has shape {tuple(mask.shape)}, "
+                                 f"but layer {index}'s weight is {tuple(layer.weight.shape)}")
+        self.weights = [layer.weight for layer in layers]
+        self.masks = [mask.to(dtype=layer.weight.dtype) for layer, mask in zip(layers, masks)]
+        self.apply()
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        for weight, mask in zip(self.weights, self.masks):
+            weight.mul_(mask)
+
+    def __call__(self, model: nn.Module, step: int) -> None:
+        self.apply()
+
+    @property
+    def density(self) -> float:
+        """Fraction of unmasked weights over all masked layers."""
+        kept = sum(float(m.sum()) for m in self.masks)
+        return kept / sum(m.numel() for m in self.masks)

@@ -1,0 +1,72 @@
+"""The committed claim records: present, valid, as expected by papers/*.yaml, and not stale.
+
+A record is stale when the code, notebook, conf or paper YAML it was produced from changed
+since (DVC's changed deps/params/cmd). Missing cached outputs (the executed notebooks, absent in
+a fresh clone) do not count.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from initrepro.claims import REPO_ROOT, all_paper_claims, load_record
+from initrepro.report import END, START, render, load_records
+
+DVC = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+CLAIM_STAGES = [s for s in DVC["stages"] if s != "report"]
+PROFILE = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["profile"]
+
+
+def _record(stage):
+    path = REPO_ROOT / "results" / stage / "claims.json"
+    assert path.exists(), f"{path} is missing: run `make repro`"
+    return load_record(path)
+
+
+@pytest.mark.parametrize("stage", CLAIM_STAGES)
+def test_record_is_valid_and_complete(stage):
+    record = _record(stage)
+    assert record["stage"] == stage and record["profile"] == PROFILE
+    expected = {cid for cid, c in all_paper_claims().items() if c["stage"] == stage}
+    assert {c["id"] for c in record["claims"]} == expected
+    for claim in record["claims"]:
+        for figure in claim["figures"]:
+            assert (REPO_ROOT / figure).exists(), f"{claim['id']}: figure {figure} is missing"
+
+
+@pytest.mark.parametrize("stage", CLAIM_STAGES)
+def test_verdicts_match_the_papers_expectations(stage):
+    papers = all_paper_claims()
+    for claim in _record(stage)["claims"]:
+        expected = papers[claim["id"]]["expected"][PROFILE]
+        assert claim["verdict"] == expected, (
+            f"{claim['id']}: verdict {claim['verdict']!r}, papers YAML expects {expected!r} at {PROFILE}: "
+            f"{claim['reason']}")
+
+
+def _dvc_status() -> dict:
+    dvc = shutil.which("dvc", path=str(Path(sys.executable).parent)) or shutil.which("dvc")
+    out = subprocess.run([dvc, "status", "--json"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout or "{}")
+
+
+def test_records_are_not_stale():
+    stale = {}
+    for stage, changes in _dvc_status().items():
+        for change in changes:
+            if isinstance(change, dict) and ({"changed deps", "changed command"} & set(change)
+                                             or "changed params" in change):
+                stale[stage] = change
+    assert not stale, f"committed records are stale, rerun `make repro`: {stale}"
+
+
+def test_readme_table_matches_records():
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme.split(START, 1)[1].split(END, 1)[0].strip()
+    assert table == render(load_records()).strip(), "README claims table is out of date: run `make report`"

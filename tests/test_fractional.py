@@ -1,0 +1,122 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from initrepro.init import fractional_moment_normal_
+from initrepro.init.dense import reinit_linear_
+from initrepro.lognorm import log_norm_ratios, log_norm_ratios_looped, moment_z, standardized_lognorm
+from initrepro.models import mlp
+from initrepro.theory.fractional import he_sigma, lognorm_limit, sigma_s, sigma_s_closed_form
+
+
+@pytest.mark.parametrize("d", [1, 2, 7, 64, 1000])
+def test_s2_is_he_and_lecun_exactly(d):
+    assert sigma_s(d, 2.0, "relu") ** 2 == pytest.approx(2 / d, rel=1e-12)
+    assert sigma_s(d, 2.0, "linear") ** 2 == pytest.approx(1 / d, rel=1e-12)
+    assert sigma_s(d, 2.0, "leaky_relu", 0.2) ** 2 == pytest.approx(2 / (1.04 * d), rel=1e-12)
+
+
+def test_relu_exact_value_at_width_one():
+    # d = 1: R^2 = sigma^2 chi^2_1 with probability 1/2, else 0; E|z|^s = 2^(s/2) G((1+s)/2) / sqrt(pi)
+    s = 1.0
+    moment = 0.5 * 2 ** (s / 2) * math.gamma((1 + s) / 2) / math.sqrt(math.pi)
+    assert sigma_s(1, s) == pytest.approx(moment ** (-1 / s), rel=1e-12)
+
+
+@pytest.mark.parametrize("s", [0.3, 1.0, 1.7])
+def test_leaky_interpolates_relu_and_linear(s):
+    assert sigma_s(64, s, "leaky_relu", 1e-9) == pytest.approx(sigma_s(64, s, "relu"), rel=1e-9)
+    assert sigma_s(64, s, "leaky_relu", 1 - 1e-9) == pytest.approx(sigma_s(64, s, "linear"), rel=1e-6)
+    assert lognorm_limit(64, s, "leaky_relu", 1e-9)[1] == pytest.approx(lognorm_limit(64, s, "relu")[1], rel=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear"])
+def test_authors_closed_form_is_close_for_wide_layers(activation):
+    for s in (0.5, 1.0, 1.5):
+        assert sigma_s_closed_form(256, s, activation) == pytest.approx(sigma_s(256, s, activation), rel=5e-4)
+
+
+def test_smaller_s_means_larger_scale_than_he():
+    assert sigma_s(64, 0.5) > sigma_s(64, 1.0) > sigma_s(64, 2.0) == pytest.approx(he_sigma(64))
+
+
+def test_rho2_does_not_depend_on_s_and_matches_large_width_limit():
+    assert lognorm_limit(64, 0.5)[1] == pytest.approx(lognorm_limit(64, 2.0)[1])
+    assert lognorm_limit(4096, 1.0)[1] * 4096 == pytest.approx(5 / 4, rel=2e-3)
+    assert lognorm_limit(4096, 1.0, "linear")[1] * 4096 == pytest.approx(1 / 2, rel=2e-3)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(d=0, s=1.0), "width d"), (dict(d=8, s=0.0), "moment order s"), (dict(d=8, s=2.5), "moment order s"),
+    (dict(d=8, s=1.0, activation="gelu"), "activation"),
+    (dict(d=8, s=1.0, activation="leaky_relu", negative_slope=1.0), "negative_slope"),
+    (dict(d=8, s=1.0, activation="leaky_relu", negative_slope=-0.1), "negative_slope"),
+])
+def test_bad_arguments_name_the_parameter(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sigma_s(**kwargs)
+
+
+def test_init_fills_with_sigma_s_and_is_seeded():
+    w = torch.empty(512, 512)
+    fractional_moment_normal_(w, 0.8, generator=torch.Generator().manual_seed(0))
+    assert w.std().item() == pytest.approx(sigma_s(512, 0.8), rel=0.01)
+    again = fractional_moment_normal_(torch.empty(512, 512), 0.8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(w, again)
+    with pytest.raises(ValueError, match="2-D"):
+        fractional_moment_normal_(torch.empty(3, 3, 3), 1.0)
+    with pytest.raises(ValueError, match="moment order s"):
+        fractional_moment_normal_(torch.empty(3, 3), 3.0)
+
+
+@pytest.mark.parametrize("activation, a", [("relu", 0.0), ("leaky_relu", 0.3), ("linear", 0.0)])
+def test_monte_carlo_preserves_the_moment_and_matches_the_limit(activation, a):
+    s, d = 0.7, 16
+    r = log_norm_ratios(400, d, 50, sigma_s(d, s, activation, a), activation, a,
+                        generator=torch.Generator().manual_seed(1))
+    assert abs(moment_z(r, s)[2]) < 4
+    mu, rho2 = lognorm_limit(d, s, activation, a)
+    z = standardized_lognorm(r, mu, rho2)
+    assert abs(z.mean().item()) * math.sqrt(len(z)) < 4
+    assert abs(r.var().item() / rho2 - 1) < 0.05
+
+
+def test_he_scale_fails_the_fractional_moment():
+    r = log_norm_ratios(400, 16, 50, he_sigma(16), generator=torch.Generator().manual_seed(2))
+    assert moment_z(r, 0.5)[2] < -4
+
+
+def test_batched_and_looped_simulations_agree_in_distribution():
+    gen = torch.Generator().manual_seed(3)
+    sigma = sigma_s(8, 1.0, "linear")  # linear: no dead networks to drop
+    batched = log_norm_ratios(300, 8, 20, sigma, "linear", generator=gen)
+    looped = log_norm_ratios_looped(300, 8, 20, sigma, "linear", generator=gen)
+    rho2 = lognorm_limit(8, 1.0, "linear")[1]
+    assert abs(batched.mean() - looped.mean()) < 4 * math.sqrt(2 * rho2 / batched.numel())
+
+
+def test_dead_relu_networks_give_minus_inf_and_are_dropped():
+    r = log_norm_ratios(2000, 1, 3, 1.0, generator=torch.Generator().manual_seed(0))
+    dead = torch.isinf(r).any(1)
+    assert 0 < dead.float().mean() < 1
+    assert len(standardized_lognorm(r, *lognorm_limit(1, 1.0))) == (~dead).sum()
+
+
+def test_reinit_linear_uses_the_named_scheme():
+    model = mlp(784, 64, 20, 10)
+    reinit_linear_(model, "fractional", s=0.8, generator=torch.Generator().manual_seed(0))
+    hidden = [m.weight for m in model if isinstance(m, torch.nn.Linear)][1:-1]
+    assert torch.cat([w.flatten() for w in hidden]).std().item() == pytest.approx(sigma_s(64, 0.8), rel=0.02)
+    with pytest.raises(ValueError, match="scheme"):
+        reinit_linear_(model, "zeros")
+
+
+def test_paper_profile_model_takes_one_step_on_mnist_shaped_input():
+    model = reinit_linear_(mlp(784, 64, 20, 10), "fractional", s=0.8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(128, 1, 28, 28)), torch.randint(0, 10, (128,)))
+    loss.backward()
+    opt.step()
+    assert np.isfinite(loss.item())

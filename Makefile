@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Stage commands call `python`: the one in .venv.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: repro test paper report clean-venv
 

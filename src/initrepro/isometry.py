@@ -29,7 +29,7 @@ def jacobian_singular_values(model: torch.nn.Module, x: torch.Tensor) -> torch.T
     if not isinstance(x, torch.Tensor) or x.ndim < 1:
         raise ValueError(f"x must be one input without a batch dimension (ndim >= 1), got {type(x).__name__}"
                          f" of shape {tuple(getattr(x, 'shape', ()))}")
-    net = copy.deepcopy(model).double().eval()
+    net = copy.deepcopy(model).double().eval().requires_grad_(False)
     point = x.detach().to(torch.float64)
 
     def single(inp: torch.Tensor) -> torch.Tensor:

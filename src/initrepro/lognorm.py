@@ -9,7 +9,7 @@ overflows at any depth.
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from initrepro.theory.fractional import check_args
 

@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from initrepro.data import TensorData, batches, crop_flip
 
@@ -120,7 +120,7 @@ def train(model: torch.nn.Module, train_set: TensorData, test_set: TensorData, c
         history.step.append(step)
         history.train_loss.append(total / max(count, 1))
         history.test_acc.append(accuracy(model, test_set))
-        bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", acc=f"{history.test_acc[-1]:.3f}")
+        bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", acc=f"{history.test_acc[-1]:.3f}", refresh=False)
         if cfg.max_steps is not None and step >= cfg.max_steps:
             break
     return history

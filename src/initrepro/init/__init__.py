@@ -4,3 +4,4 @@ One module per scheme; each function cites its paper and equation.
 """
 
 from initrepro.init.fractional import fractional_moment_normal_
+from initrepro.init.risotto import risotto_

@@ -1,0 +1,28 @@
+import pytest
+
+from initrepro.claims import Check, StageRecord
+from initrepro.report import END, START, load_records, main, render
+
+
+def _write_records(root):
+    record = StageRecord("fractional_lognorm", "tiny", output_root=root)
+    record.claim("fractional.recovers_classical", [Check("error", 1e-15, "<=", 1e-12)])
+    record.claim("fractional.fewer_small_outputs", [Check("z", 2.0, ">", 5.0)], reason="too few networks")
+    record.write()
+
+
+def test_report_writes_table_into_readme_between_markers(tmp_path):
+    _write_records(tmp_path)
+    (tmp_path / "README.md").write_text(f"intro\n{START}\nold table\n{END}\noutro\n")
+    main(tmp_path)
+    readme = (tmp_path / "README.md").read_text()
+    assert readme.startswith("intro\n") and readme.endswith("outro\n") and "old table" not in readme
+    assert "**not reproduced**" in readme and "too few networks" in readme
+    assert render(load_records(tmp_path)) in (tmp_path / "reports" / "claims.md").read_text()
+
+
+def test_report_refuses_readme_without_markers(tmp_path):
+    _write_records(tmp_path)
+    (tmp_path / "README.md").write_text("no markers\n")
+    with pytest.raises(ValueError, match="marker"):
+        main(tmp_path)

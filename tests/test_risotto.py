@@ -1,0 +1,228 @@
+"""RISOTTO, Fixup, SkipInit, looks-linear weights, the ResNet family and Jacobian spectra."""
+
+import math
+
+import pytest
+import torch
+
+from initrepro.data import TensorData
+from initrepro.init.fixup import fixup_, skipinit_
+from initrepro.init.looks_linear import delta_, looks_linear_
+from initrepro.init.risotto import risotto_
+from initrepro.isometry import jacobian_singular_values
+from initrepro.models.resnet import INITIALIZERS, branch_skip_ratios, resnet
+from initrepro.training import TrainConfig, train
+
+F64 = torch.float64
+SHAPES = {"fc": (4,), "conv": (2, 4, 4)}
+
+
+def small_net(kind, block_type, init, blocks=16, width=8, seed=0, **kw):
+    return resnet(kind, SHAPES[kind], width // 2, widths=width, blocks=blocks, block_type=block_type,
+                  pool=kind == "fc", init=init, seed=seed, dtype=F64, **kw)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+# --- looks-linear and delta weights -------------------------------------------------------
+
+
+def test_looks_linear_block_is_mirrored_orthogonal():
+    w = looks_linear_(torch.empty(8, 6, dtype=F64), generator=gen())
+    u = w[:4, :3]
+    assert torch.equal(w[:4, 3:], -u) and torch.equal(w[4:, :3], -u) and torch.equal(w[4:, 3:], u)
+    assert torch.allclose(u.T @ u, torch.eye(3, dtype=F64), atol=1e-12)
+
+
+@pytest.mark.parametrize("layout,shape", [("stem", (8, 3)), ("block", (8, 8)), ("head", (3, 8))])
+def test_looks_linear_relu_layer_computes_the_linear_map(layout, shape):
+    w = looks_linear_(torch.empty(shape, dtype=F64), layout=layout, generator=gen())
+    v = torch.randn(shape[1] if layout == "stem" else shape[1] // 2, dtype=F64)
+    stream = v if layout == "stem" else torch.cat([v.relu(), (-v).relu()])
+    u = w[: shape[0] // (2 if layout != "head" else 1), : v.numel()]
+    out = w @ stream
+    expected = u @ v
+    assert torch.allclose(out[: expected.numel()], expected, atol=1e-12)
+    if layout != "head":
+        assert torch.allclose(out[expected.numel():], -expected, atol=1e-12)
+
+
+def test_looks_linear_conv_is_delta():
+    k = looks_linear_(torch.empty(6, 4, 3, 3), generator=gen())
+    centre = k[:, :, 1, 1].clone()
+    k[:, :, 1, 1] = 0
+    assert k.abs().max() == 0 and centre.abs().max() > 0
+
+
+def test_looks_linear_is_seeded():
+    a = looks_linear_(torch.empty(6, 6), generator=gen(3))
+    b = looks_linear_(torch.empty(6, 6), generator=gen(3))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"tensor": torch.empty(4, 4), "layout": "diagonal"}, "layout"),
+    ({"tensor": torch.empty(4)}, "tensor"),
+    ({"tensor": torch.empty(4, 4, 2, 2)}, "tensor"),
+    ({"tensor": torch.empty(5, 4)}, "tensor"),
+    ({"tensor": torch.empty(4, 4), "matrix": torch.eye(3)}, "matrix"),
+])
+def test_looks_linear_bad_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        looks_linear_(**kwargs)
+
+
+def test_delta_bad_matrix():
+    with pytest.raises(ValueError, match="matrix"):
+        delta_(torch.empty(4, 4, 3, 3), torch.eye(3))
+
+
+# --- RISOTTO: exact isometry and balance --------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["fc", "conv"])
+@pytest.mark.parametrize("block_type", ["B", "C"])
+def test_risotto_is_exactly_isometric(kind, block_type):
+    net = small_net(kind, block_type, "risotto")
+    x = torch.randn(SHAPES[kind], generator=gen(1), dtype=F64)
+    s = jacobian_singular_values(net, x)
+    assert s.numel() == math.prod(SHAPES[kind])
+    assert (s - 1).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("alpha,beta", [(0.5, 1.0), (1.0, 2.0), (2.0, 0.0)])
+def test_risotto_isometric_for_any_branch_weights(alpha, beta):
+    for block_type in "BC":
+        net = small_net("fc", block_type, "risotto", blocks=4, init_options={"alpha": alpha, "beta": beta})
+        s = jacobian_singular_values(net, torch.randn(4, generator=gen(), dtype=F64))
+        assert (s - 1).abs().max() < 1e-9
+
+
+def test_risotto_isometric_across_stages_fc():
+    # widths grow between stages: projection (type B) blocks with semi-orthogonal U1, Us, V.
+    net = resnet("fc", (4,), 4, widths=(8, 12, 16), blocks=(2, 2, 2), block_type="C", init="risotto", dtype=F64)
+    s = jacobian_singular_values(net, torch.randn(4, generator=gen(), dtype=F64))
+    assert (s - 1).abs().max() < 1e-9
+
+
+@pytest.mark.parametrize("kind", ["fc", "conv"])
+def test_he_resnet_is_not_isometric(kind):
+    """The negative control: the same test fails for He initialization."""
+    net = small_net(kind, "B", "he")
+    s = jacobian_singular_values(net, torch.randn(SHAPES[kind], generator=gen(1), dtype=F64))
+    assert (s - 1).abs().max() > 1e-6
+    assert s.max() / s.min() > 100
+
+
+@pytest.mark.parametrize("kind", ["fc", "conv"])
+@pytest.mark.parametrize("block_type", ["B", "C"])
+def test_balance_at_init(kind, block_type):
+    x = torch.randn(16, *SHAPES[kind], generator=gen(2), dtype=F64)
+    risotto = branch_skip_ratios(small_net(kind, block_type, "risotto"), x)
+    assert risotto.numel() == 16 and risotto.min() > 0.5 and risotto.max() < 3
+    for init in ("fixup", "skipinit"):
+        assert branch_skip_ratios(small_net(kind, block_type, init), x).max() == 0
+
+
+def test_risotto_block_maps_stream_to_orthogonal_image():
+    net = small_net("fc", "C", "risotto", blocks=1)
+    v = torch.randn(5, 4, dtype=F64)
+    out = net.blocks[0](torch.cat([v.relu(), (-v).relu()], 1))
+    decoded = out[:, :4] - out[:, 4:]
+    assert torch.allclose(decoded.norm(dim=1), v.norm(dim=1), atol=1e-12)
+    assert torch.allclose(out[:, :4], decoded.relu(), atol=1e-12)  # still a mirrored stream
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"alpha": 0.0}, "alpha"), ({"alpha": float("nan")}, "alpha"), ({"beta": -1.0}, "beta"),
+])
+def test_risotto_bad_branch_weights(kwargs, name):
+    net = resnet("fc", (4,), 4, widths=8, blocks=1, init="he")
+    with pytest.raises(ValueError, match=name):
+        risotto_(net, **kwargs)
+
+
+def test_risotto_bad_widths():
+    with pytest.raises(ValueError, match="even"):
+        resnet("fc", (4,), 4, widths=7, blocks=1, init="risotto")
+    with pytest.raises(ValueError, match="non-decreasing"):
+        resnet("fc", (4,), 4, widths=(16, 8), blocks=1, init="risotto")
+
+
+# --- Fixup and SkipInit -------------------------------------------------------------------
+
+
+def test_fixup_zeroes_and_scaling():
+    blocks = 9
+    net = resnet("conv", (3, 8, 8), 10, widths=64, blocks=blocks, block_type="C", init="fixup", seed=0)
+    assert net.classifier.weight.abs().max() == 0 and net.classifier.bias.abs().max() == 0
+    expected_std = math.sqrt(2 / (64 * 9)) * blocks ** -0.5  # L^(-1/(2m-2)), m = 2
+    stds = torch.stack([b.conv1.weight.std() for b in net.blocks])
+    assert stds.mean().item() == pytest.approx(expected_std, rel=0.02)
+    for b in net.blocks:
+        assert b.conv2.weight.abs().max() == 0
+        assert b.branch_scale.item() == 1 and b.skip_scale.item() == 1
+    assert all(p.abs().max() == 0 for p in net.scalar_biases())
+    assert torch.equal(net(torch.randn(2, 3, 8, 8)), torch.zeros(2, 10))
+
+
+def test_skipinit_zero_scalar_makes_identity_blocks():
+    net = resnet("conv", (3, 8, 8), 10, widths=8, blocks=4, block_type="C", init="skipinit", seed=0)
+    assert all(b.branch_scale.item() == 0 for b in net.blocks)
+    h = torch.rand(2, 8, 8, 8)
+    for b in net.blocks:
+        assert torch.equal(b(h), h)
+
+
+def test_initializers_are_seeded_and_differ_by_seed():
+    for init in INITIALIZERS:
+        a, b, c = (resnet("fc", (4,), 4, widths=8, blocks=2, init=init, seed=s) for s in (0, 0, 1))
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+        assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
+
+
+def test_family_is_the_same_for_every_scheme():
+    shapes = {init: [(n, p.shape) for n, p in resnet("conv", (1, 8, 8), 10, widths=(8, 16), blocks=2,
+                                                     init=init).named_parameters()] for init in INITIALIZERS}
+    assert all(s == shapes["he"] for s in shapes.values())
+
+
+# --- model options and the Jacobian helper -------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"kind": "rnn"}, "kind"), ({"block_type": "A"}, "block_type"), ({"init": "xavier"}, "init"),
+    ({"widths": (8, 0)}, "widths"), ({"widths": (8, 16), "blocks": (1,)}, "blocks"), ({"blocks": 0}, "blocks"),
+    ({"num_classes": 0}, "num_classes"), ({"kind": "fc", "pool": False}, "pool"),
+])
+def test_resnet_bad_options(kwargs, name):
+    args = {"kind": "conv", "in_shape": (1, 8, 8), "num_classes": 10, "widths": 8, "blocks": 1, **kwargs}
+    with pytest.raises(ValueError, match=name):
+        resnet(**args)
+
+
+def test_jacobian_leaves_model_untouched_and_rejects_scalars():
+    net = resnet("fc", (4,), 4, widths=8, blocks=1, init="he")
+    before = [p.clone() for p in net.parameters()]
+    s = jacobian_singular_values(net, torch.randn(4))
+    assert s.dtype == F64 and torch.all(s[:-1] >= s[1:])
+    assert all(p.dtype == torch.float32 and torch.equal(p, q) for p, q in zip(net.parameters(), before))
+    with pytest.raises(ValueError, match="x"):
+        jacobian_singular_values(net, torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("init,batch_norm", [("risotto", False), ("fixup", False), ("skipinit", False),
+                                             ("risotto", True), ("he", True)])
+def test_paper_profile_one_step(init, batch_norm):
+    """ResNet-18 (CIFAR) of the paper profile: one SGD step on CIFAR-shaped random tensors."""
+    g = gen(0)
+    data = TensorData(torch.randn(4, 3, 32, 32, generator=g), torch.randint(0, 100, (4,), generator=g), 100, "rand")
+    net = resnet("conv", (3, 32, 32), 100, widths=(64, 128, 256, 512), blocks=2, block_type="C",
+                 batch_norm=batch_norm, init=init, seed=0)
+    before = [p.clone() for p in net.parameters()]
+    history = train(net, data, data, TrainConfig(epochs=1, batch_size=4, lr=0.1, weight_decay=1e-4, max_steps=1),
+                    progress=False)
+    assert not history.diverged and math.isfinite(history.train_loss[0]) and history.step == [1]
+    assert any(not torch.equal(p, q) for p, q in zip(net.parameters(), before))

@@ -49,11 +49,11 @@ def distinct_rows(weight: torch.Tensor, dim: int = 0) -> int:
 
 def mean_pairwise_correlation(weight: torch.Tensor, dim: int = 0) -> float:
     """Mean Pearson correlation over all pairs of rows along ``dim``, in float64; a pair with a
-    constant row counts as 1 (the authors' ``np.corrcoef`` NaN -> 1). One row: 1."""
+    constant row counts as 1 (the authors' ``np.corrcoef`` NaN -> 1). One row: NaN (no pair)."""
     rows = _rows(weight, dim).double()
     n = rows.shape[0]
     if n < 2:
-        return 1.0
+        return math.nan
     centred = rows - rows.mean(dim=1, keepdim=True)
     norms = centred.norm(dim=1)
     corr = (centred @ centred.T) / (norms[:, None] * norms[None, :])
@@ -77,11 +77,13 @@ def relative_spread(weight: torch.Tensor, dim: int = 0) -> float:
 
 def diversity(weights: list[torch.Tensor]) -> float:
     """The authors' score: sum over layers of ``log sqrt(1 - corr_backward^2)`` (<= 0; higher
-    means more diverse), with ``1 - corr^2`` floored at 2^-52."""
+    means more diverse), with ``1 - corr^2`` floored at 2^-52; a layer with one input channel
+    has no pair and is left out."""
     total = 0.0
     for w in weights:
         corr = mean_pairwise_correlation(w, dim=1)
-        total += 0.5 * math.log(max(1.0 - corr * corr, FLOAT64_RESOLUTION))
+        if not math.isnan(corr):
+            total += 0.5 * math.log(max(1.0 - corr * corr, FLOAT64_RESOLUTION))
     return total
 
 

@@ -197,3 +197,24 @@ def train_arm(breaker: str, init: str, train_set: TensorData, test_set: TensorDa
                            progress=progress, desc=f"{init}/{breaker}/seed{cfg.seed}")
     result.seconds_per_step = (time.perf_counter() - start) / max(result.history.step[-1:] or [1])
     return result
+
+
+def seconds_per_step(breaker: str, x: torch.Tensor, y: torch.Tensor, *, depth: int, widen_factor: int,
+                     num_classes: int, steps: int = 10, seed: int = 0) -> float:
+    """Median wall time of one SGD step (forward, backward, breaker, update) of a ConstNet
+    with ``breaker`` on the batch ``(x, y)``; for the cost of the emulations."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    model, before_step = build_arm(breaker, "constnet", depth=depth, widen_factor=widen_factor,
+                                   num_classes=num_classes, in_channels=x.shape[1], seed=seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    times = []
+    for step in range(steps + 2):  # two warm-up steps
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        if before_step:
+            before_step(model, step)
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return float(torch.tensor(times[2:]).median())

@@ -9,6 +9,10 @@ ends the run and records it as diverged. Stages customize it through two hooks:
 - ``after_step(model, step)``: after ``optimizer.step()`` (re-applying sparse masks,
   measuring symmetry).
 
+A model may return logits of shape (members, batch, classes), as
+``initrepro.models.ensemble.Ensemble`` does: every member is trained on its own mean loss in
+the same pass, and accuracies are then per member (lists).
+
     >>> cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05)
     >>> history = train(model, train_set, test_set, cfg)
     >>> history.final_test_acc
@@ -20,6 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -64,18 +69,25 @@ class History:
     diverged: bool = False
 
     @property
-    def final_test_acc(self) -> float:
+    def final_test_acc(self) -> float | list[float]:
         # A diverged run counts as chance-or-worse: its last accuracy is not trustworthy.
         return 0.0 if self.diverged or not self.test_acc else self.test_acc[-1]
 
 
+def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy; for (members, batch, classes) logits, the sum of the members' means."""
+    members = logits.shape[0] if logits.dim() == 3 else 1
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat(members), reduction="sum") / len(y)
+
+
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, data: TensorData, batch_size: int = 1000) -> float:
+def accuracy(model: torch.nn.Module, data: TensorData, batch_size: int = 1000) -> float | list[float]:
+    """Test accuracy; a list with one entry per member for an ensemble."""
     was_training = model.training
     model.eval()
-    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in batches(data, batch_size, shuffle=False))
+    correct = sum((model(x).argmax(-1) == y).sum(-1) for x, y in batches(data, batch_size, shuffle=False))
     model.train(was_training)
-    return correct / len(data)
+    return (correct / len(data)).tolist()
 
 
 def make_optimizer(params: Iterable, cfg: TrainConfig) -> torch.optim.SGD:
@@ -94,11 +106,11 @@ def train(model: torch.nn.Module, train_set: TensorData, test_set: TensorData, c
     bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
         model.train()
-        total, count = 0.0, 0
+        total, count = 0.0, 0  # train loss summed over members for an ensemble
         for x, y in batches(train_set, cfg.batch_size, gen):
             if cfg.augment:
                 x = crop_flip(x, gen)
-            loss = F.cross_entropy(model(x), y)
+            loss = loss_fn(model(x), y)
             if not math.isfinite(loss.item()):
                 history.diverged = True
                 break
@@ -120,7 +132,7 @@ def train(model: torch.nn.Module, train_set: TensorData, test_set: TensorData, c
         history.step.append(step)
         history.train_loss.append(total / max(count, 1))
         history.test_acc.append(accuracy(model, test_set))
-        bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", acc=f"{history.test_acc[-1]:.3f}", refresh=False)
+        bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", acc=f"{np.mean(history.test_acc[-1]):.3f}", refresh=False)
         if cfg.max_steps is not None and step >= cfg.max_steps:
             break
     return history

@@ -6,7 +6,7 @@
   (fan-out, as the reference code) and scaled by ``L^(-1/(2m-2))`` (L branches, m layers each;
   m = 2 here, so ``L^-1/2``); scalar multipliers 1 and scalar biases 0.
 - SkipInit: De & Smith, "Batch Normalization Biases Residual Blocks Towards the Identity
-  Function in Deep Networks", NeurIPS 2020, Sec. 4: He init everywhere and a trainable scalar
+  Function in Deep Networks", NeurIPS 2020 (SkipInit): He init everywhere and a trainable scalar
   at the end of every branch, initialized to 0.
 
     >>> net = resnet("conv", (1, 8, 8), 10, widths=16, blocks=8, init="fixup")

@@ -1,6 +1,7 @@
 """RISOTTO: Residual dynamical ISOmetry by initial orThogonaliTy (Gadhikar & Burkholz 2022).
 
-Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks", arXiv 2210.02411 (Sec. 3).
+Gadhikar & Burkholz, "Dynamical Isometry for Residual Networks", arXiv 2210.02411 (the RISOTTO
+construction for residual blocks of type B and C).
 Every weight layer is a looks-linear copy of an orthogonal-derived matrix, so a post-activation
 ReLU block ``relu(alpha * W2 relu(W1 x) + beta * h(x))`` maps the stream ``[relu(v); relu(-v)]``
 to ``[relu(Vv); relu(-Vv)]`` for a random orthogonal ``V``: the whole net is an exact isometry

@@ -3,10 +3,10 @@ every residual initialization scheme initializes, so that comparisons differ in 
 initialization alone.
 
 A post-activation block (He et al. 2016) with the scalar parameters of Fixup (Zhang et al.
-2019, Fig. 1 and reference code) and the branch/skip weights of RISOTTO (Gadhikar & Burkholz
-2022, eq. 1):
+2019, Fig. 1 and reference code) and the branch/skip weights alpha, beta of RISOTTO (Gadhikar &
+Burkholz 2022):
 
-    out = relu(branch_scale * (W2 relu(W1 (x + b1a) + b1b) + b2a) + b2b  +  skip_scale * h(x + b1a))
+    out = relu(branch_scale * W2 (relu(W1 (x + b1a) + b1b) + b2a) + b2b  +  skip_scale * h(x + b1a))
 
 where ``h`` is the identity (block type C) or a 1x1 projection (type B). ``branch_scale`` is
 Fixup's multiplier, SkipInit's zero-initialized scalar and RISOTTO's alpha (trainable);
@@ -199,7 +199,7 @@ def resnet(kind: str = "conv", in_shape: tuple[int, ...] = (3, 32, 32), num_clas
 def branch_skip_ratios(model: ResNet, x: torch.Tensor) -> torch.Tensor:
     """``||residual branch|| / ||skip||`` of every block on the batch ``x`` (eval mode).
 
-    RISOTTO's "balance" (Gadhikar & Burkholz 2022, Sec. 1): of order one, whereas Fixup and
+    RISOTTO's "balance" (Gadhikar & Burkholz 2022, abstract): of order one, whereas Fixup and
     SkipInit start at exactly 0 (every block the identity).
     """
     was_training = model.training

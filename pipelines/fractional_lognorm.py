@@ -150,9 +150,8 @@ main = ("relu", 1.0)
 fig, (ax_hist, ax_qq) = subplots(1, 2, figsize=(10, 4))
 grid = np.linspace(-4, 4, 200)
 for activation, s in configs:
-    if s < 2:
-        ax_hist.hist(standardized[activation, s], bins=40, density=True, histtype="step",
-                     label=f"{activation}, s = {s}")
+    ax_hist.hist(standardized[activation, s], bins=np.linspace(-4, 4, 33), density=True, histtype="step",
+                 label=f"{activation}, s = {s}")
 ax_hist.plot(grid, stats.norm.pdf(grid), "k", lw=2, label="N(0, 1)")
 ax_hist.set(xlabel="(log||x_L|| - log||x_0|| - L mu) / sqrt(L rho^2)", ylabel="density",
             title=f"width {width}, depth {depth}, {num_networks} networks each")

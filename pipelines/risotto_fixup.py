@@ -216,7 +216,17 @@ def mean_of(arm):
 
 
 def ci_text(arm):
-    return f"{arm} {mean_of(arm):.3f} [{summary[arm]['ci_low']:.3f}, {summary[arm]['ci_high']:.3f}]"
+    seeds_text = ", ".join(f"{a:.2f}" for a in final[arm])
+    return (f"{arm} {mean_of(arm):.3f} [{summary[arm]['ci_low']:.3f}, {summary[arm]['ci_high']:.3f}] "
+            f"(seeds {seeds_text}; lr {best_lr[arm]:g})")
+
+
+def strength(arm, others):
+    # The checks compare means, as the claim does; say how much the seeds' spread supports them.
+    overlap = [o for o in others if summary[o]["ci_low"] <= summary[arm]["ci_high"]
+               and summary[arm]["ci_low"] <= summary[o]["ci_high"]]
+    return (f" The 95% CIs of {arm} and {', '.join(overlap)} overlap: at {len(seeds)} seeds the ordering of "
+            "the means is weak evidence either way." if overlap else f" The 95% CI of {arm} is separated from the others.")
 
 
 measured = {"final_test_acc": final, "mean_ci": summary, "best_lr": best_lr, "lr_search_val_acc":
@@ -231,7 +241,7 @@ record.claim(
             Check("RISOTTO - Fixup mean test accuracy", mean_of("RISOTTO") - mean_of("Fixup"), ">=", 0.0),
             Check("RISOTTO - SkipInit mean test accuracy", mean_of("RISOTTO") - mean_of("SkipInit"), ">=", 0.0)],
     figures=[accuracy_path],
-    reason=f"{setup}: " + "; ".join(ci_text(a) for a in no_bn) + ".",
+    reason=f"{setup}: " + "; ".join(ci_text(a) for a in no_bn) + "." + strength("RISOTTO", no_bn[1:]),
     measured=measured,
 )
 record.claim(
@@ -241,7 +251,8 @@ record.claim(
             Check("RISOTTO+BN - BN-ResNet mean test accuracy",
                   mean_of("RISOTTO + BN") - mean_of("BN-ResNet (He)"), ">=", 0.0)],
     figures=[accuracy_path],
-    reason=f"{setup}: " + "; ".join(ci_text(a) for a in ("RISOTTO + BN", "BN-ResNet (He)")) + ".",
+    reason=(f"{setup}: " + "; ".join(ci_text(a) for a in ("RISOTTO + BN", "BN-ResNet (He)")) + "."
+            + strength("RISOTTO + BN", ["BN-ResNet (He)"])),
     measured={"mean_ci": {a: summary[a] for a in ("RISOTTO + BN", "BN-ResNet (He)")}},
 )
 

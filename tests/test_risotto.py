@@ -102,7 +102,7 @@ def test_risotto_isometric_for_any_branch_weights(alpha, beta):
 
 def test_risotto_isometric_across_stages_fc():
     # widths grow between stages: projection (type B) blocks with semi-orthogonal U1, Us, V.
-    net = resnet("fc", (4,), 4, widths=(8, 12, 16), blocks=(2, 2, 2), block_type="C", init="risotto", dtype=F64)
+    net = resnet("fc", (4,), 8, widths=(8, 12, 16), blocks=(2, 2, 2), block_type="C", init="risotto", dtype=F64)
     s = jacobian_singular_values(net, torch.randn(4, generator=gen(), dtype=F64))
     assert (s - 1).abs().max() < 1e-9
 

@@ -125,9 +125,9 @@ def train(model: torch.nn.Module, train_set: TensorData, test_set: TensorData, c
             total, count = total + loss.item() * len(y), count + len(y)
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 break
-        schedule.step()
         if history.diverged:
             break
+        schedule.step()
         history.epoch.append(epoch + 1)
         history.step.append(step)
         history.train_loss.append(total / max(count, 1))

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from initrepro.data import TensorData
-from initrepro.init.fixup import fixup_, skipinit_
 from initrepro.init.looks_linear import delta_, looks_linear_
 from initrepro.init.risotto import risotto_
 from initrepro.isometry import jacobian_singular_values

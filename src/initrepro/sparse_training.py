@@ -15,6 +15,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from initrepro.init.sparse import sparse_init_
+
 
 class StaticMasks:
     """Fixed boolean masks for the weights of ``layers``; calling it (the ``after_step`` hook of
@@ -44,3 +46,13 @@ class StaticMasks:
         """Fraction of unmasked weights over all masked layers."""
         kept = sum(float(m.sum()) for m in self.masks)
         return kept / sum(m.numel() for m in self.masks)
+
+
+def init_static_sparse(layers: Sequence[nn.Module], scheme: str, density: float, *, gain: float = 1.0,
+                       bias_std: float = 0.0, generator: torch.Generator | None = None,
+                       **builder_kwargs) -> StaticMasks:
+    """Initialize ``layers`` with ``scheme`` (see :data:`initrepro.init.sparse.SCHEMES`) and
+    return their fixed masks, ready as the ``after_step`` hook of training."""
+    masks = sparse_init_(layers, scheme, density, gain=gain, bias_std=bias_std, generator=generator,
+                         **builder_kwargs)
+    return StaticMasks(layers, masks)

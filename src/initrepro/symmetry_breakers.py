@@ -178,11 +178,13 @@ def build_arm(breaker: str, init: str, *, depth: int, widen_factor: int, num_cla
 
 
 def train_arm(breaker: str, init: str, train_set: TensorData, test_set: TensorData, cfg: TrainConfig, *,
-              depth: int, widen_factor: int, track_every: int = 10, device: str | torch.device = "cpu",
+              depth: int, widen_factor: int, track_every: int | None = 10, device: str | torch.device = "cpu",
               progress: bool = True) -> ArmResult:
-    """Train one arm (a breaker and an init) and track its symmetry; skipped if it cannot run here."""
+    """Train one arm (a breaker and an init), tracking its symmetry every ``track_every`` steps
+    (None: only at init); skipped if it cannot run here."""
     reason = skip_reason(breaker, device)
-    result = ArmResult(breaker, init, cfg.seed, tracker=SymmetryTracker(every=track_every), skipped=reason)
+    result = ArmResult(breaker, init, cfg.seed, skipped=reason,
+                       tracker=SymmetryTracker(every=track_every or 1))
     if reason:
         return result
     model, before_step = build_arm(breaker, init, depth=depth, widen_factor=widen_factor,
@@ -193,7 +195,8 @@ def train_arm(breaker: str, init: str, train_set: TensorData, test_set: TensorDa
         test_set = TensorData(test_set.x.to(device), test_set.y.to(device), test_set.num_classes, test_set.name)
     result.tracker.record(model, 0)
     start = time.perf_counter()
-    result.history = train(model, train_set, test_set, cfg, before_step=before_step, after_step=result.tracker,
+    result.history = train(model, train_set, test_set, cfg, before_step=before_step,
+                           after_step=result.tracker if track_every else None,
                            progress=progress, desc=f"{init}/{breaker}/seed{cfg.seed}")
     result.seconds_per_step = (time.perf_counter() - start) / max(result.history.step[-1:] or [1])
     return result

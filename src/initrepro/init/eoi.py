@@ -40,6 +40,19 @@ def _check_density(density: float, rows: int, cols: int) -> None:
                          f"(the padded identity already has density {lowest:.6g}), got {density}")
 
 
+def orthogonality_error(weights: Tensor, gain: float = 1.0) -> Tensor:
+    """Per matrix of a stack ``(count, out, in, ...)``: ``max |W W^T - gain^2 I|`` (``W^T W``
+    for tall matrices), computed in float64; conv kernels are flattened to
+    ``(out, in * kh * kw)`` as in Lee et al. 2020.
+
+        >>> orthogonality_error(eoi_matrices(4, 32, 64, 0.2))  # ~1e-7 each
+    """
+    w = weights.flatten(2).double()
+    gram = w @ w.transpose(1, 2) if w.shape[1] <= w.shape[2] else w.transpose(1, 2) @ w
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
+    return (gram - gain**2 * eye).abs().amax((1, 2))
+
+
 def _random_rotations(count: int, size: int, generator: torch.Generator | None):
     """One random Givens rotation per matrix: a pair ``i != j`` of ``size`` columns and an angle."""
     i = torch.randint(0, size, (count,), generator=generator)

@@ -35,7 +35,11 @@ def _orthogonal(rows: int, cols: int, generator: torch.Generator | None) -> torc
 
 def risotto_block_(block, alpha: float = 1.0, beta: float = 1.0,
                    generator: torch.Generator | None = None):
-    """Initialize one ``ResidualBlock`` (type B where it has a projection, else type C) in place."""
+    """Initialize one ``ResidualBlock`` in place (type B where it has a projection, else type C;
+    the two constructions of the module docstring) and return it.
+
+    Example: ``risotto_block_(net.blocks[0], alpha=1.0, beta=1.0, generator=g)``.
+    """
     out2, in2 = block.conv1.weight.shape[:2]
     if out2 % 2 or in2 % 2:
         raise ValueError(f"RISOTTO needs even widths (mirrored halves), got block {in2} -> {out2}")

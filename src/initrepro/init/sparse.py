@@ -114,15 +114,6 @@ def masked_gaussian_stack(count: int, shape: tuple[int, ...], density: float, *,
     return torch.randn(count, *shape, generator=generator) * std * mask, mask
 
 
-def isometry_error(weights: Tensor, gain: float = 1.0) -> Tensor:
-    """Per matrix of a stack ``(count, out, in...)``, ``max |W W^T - gain^2 I|`` (``W^T W`` for
-    tall matrices), conv kernels flattened to ``(out, in * kh * kw)`` as in Lee et al. 2020."""
-    w = weights.flatten(2).double()
-    gram = w @ w.transpose(1, 2) if w.shape[1] <= w.shape[2] else w.transpose(1, 2) @ w
-    eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
-    return (gram - gain**2 * eye).abs().amax((1, 2))
-
-
 def approximate_isometry_stack(count: int, shape: tuple[int, ...], density: float, *, gain: float = 1.0,
                                generator: torch.Generator | None = None, steps: int = 200,
                                lr: float = 1e-2) -> tuple[Tensor, Tensor]:

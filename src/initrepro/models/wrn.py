@@ -20,6 +20,7 @@ Channels ``[16, 16k, 32k, 64k]``, strides 1, 2, 2. ``init`` picks the weights fr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from initrepro.init.constnet import channel_average_
+from initrepro.symmetry import distinct_rows
 
 
 class PreActBlock(nn.Module):
@@ -66,6 +68,13 @@ class WideResNet(nn.Module):
         out = F.relu(self.blocks(self.stem(x)))
         return self.fc(out.mean(dim=(2, 3)))
 
+    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The stem's output and every block's output, in order (for signal-propagation probes)."""
+        outputs = [self.stem(x)]
+        for block in self.blocks:
+            outputs.append(block(outputs[-1]))
+        return outputs
+
 
 def _init_batchnorm_and_head(model: WideResNet) -> None:
     for m in model.modules():
@@ -99,6 +108,37 @@ def init_he_(model: WideResNet, generator: torch.Generator | None = None) -> Wid
                                     generator=generator)
     _init_batchnorm_and_head(model)
     return model
+
+
+@dataclass
+class InitProbe:
+    """Signal propagation of a WRN at init on one batch (train-mode BatchNorm)."""
+
+    max_abs_logit: float
+    layer_rms: list[float]  # RMS of the stem's and every block's output
+    distinct_channels: list[int]  # bitwise-distinct channels of those outputs
+    grad_norms: list[float]  # residual convs' weight-gradient norms after one SGD step
+
+
+def probe_init(model: WideResNet, x: torch.Tensor, y: torch.Tensor, lr: float = 0.1) -> InitProbe:
+    """Measure ``model`` at init on ``(x, y)``, then take one SGD step (which moves the zero
+    classifier, so gradients reach the residual convs) and measure their gradient norms.
+    Changes ``model``."""
+    model.train()
+    with torch.no_grad():
+        logits = model(x)
+        outputs = model.layer_outputs(x)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    F.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    return InitProbe(
+        max_abs_logit=float(logits.abs().max()),
+        layer_rms=[float(o.pow(2).mean().sqrt()) for o in outputs],
+        distinct_channels=[distinct_rows(o, dim=1) for o in outputs],
+        grad_norms=[float(b.conv.weight.grad.norm()) for b in model.blocks],
+    )
 
 
 INITS: dict[str, Callable[[WideResNet, torch.Generator | None], WideResNet]] = {

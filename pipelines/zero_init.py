@@ -1,0 +1,135 @@
+# %% [markdown]
+# # zero_init: ConstNet trains from (almost) all-zero weights
+# Blumenfeld, Gilboa & Soudry (ICML 2020). ConstNet (stem and shortcuts average channels,
+# residual convs and classifier zero) has perfect signal propagation at init, and with a
+# symmetry breaker it trains to accuracy close to the He-initialized WRN of the same shape.
+# Thresholds are fixed in the conf before the run: `max_accuracy_gap` (smoke 5 points,
+# paper 2 points), `max_norm_ratio` (no vanishing/exploding: one order of magnitude across
+# depth), `min_baseline_acc` (the baseline learned at all).
+
+# %% tags=["parameters"]
+profile = "smoke"
+output_root = "."
+seed = 0
+dataset = "digits"
+n_train = None
+n_test = None
+depth = 10
+widen_factor = 2
+breaker = "dropout"
+seeds = [0, 1, 2]
+epochs = 13
+max_steps = None
+batch_size = 64
+lr = 0.1
+momentum = 0.9
+weight_decay = 5e-4
+milestones = []
+gamma = 0.2
+augment = False
+device = "cpu"
+threads = 1
+probe_batch = 256
+max_norm_ratio = 10.0
+min_baseline_acc = 0.8
+max_accuracy_gap = 0.05
+
+# %%
+import numpy as np
+import torch
+
+from initrepro.claims import Check, StageRecord
+from initrepro.data import load_dataset
+from initrepro.models.wrn import probe_init, wrn
+from initrepro.plotting import subplots
+from initrepro.stats import mean_ci
+from initrepro.symmetry_breakers import train_arm
+from initrepro.training import TrainConfig
+
+torch.set_num_threads(threads)
+record = StageRecord("zero_init", profile, seed=seed, output_root=output_root)
+train_set, test_set = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test)
+shape = dict(depth=depth, widen_factor=widen_factor, num_classes=train_set.num_classes,
+             in_channels=train_set.input_shape[0])
+
+# %% [markdown]
+# ## Signal propagation at init (one batch, train-mode BatchNorm)
+
+# %%
+x, y = train_set.x[:probe_batch], train_set.y[:probe_batch]
+probes = {init: probe_init(wrn(**shape, init=init, generator=torch.Generator().manual_seed(seed)), x, y, lr=lr)
+          for init in ("constnet", "he")}
+const = probes["constnet"]
+norm_ratio = max(const.layer_rms) / min(const.layer_rms)
+grad_ratio = max(const.grad_norms) / min(const.grad_norms)
+
+fig, axes = subplots(1, 2, figsize=(10, 3.8))
+for init, probe in probes.items():
+    axes[0].plot(probe.layer_rms, marker="o", label=init)
+    axes[1].plot(probe.grad_norms, marker="o", label=init)
+axes[0].set(xlabel="layer (0 = stem, then blocks)", ylabel="RMS of layer output", title="forward signal at init")
+axes[1].set(xlabel="residual block", ylabel="||dL/dW|| of its conv", yscale="log",
+            title="gradients after one step")
+axes[0].legend()
+signal_fig = record.figure(fig, "signal_at_init.png")
+
+record.claim(
+    "constnet.signal_propagation",
+    checks=[Check("max |logit| at init", const.max_abs_logit, "==", 0.0),
+            Check("max distinct channels in any layer output", max(const.distinct_channels), "==", 1),
+            Check("max/min RMS of layer outputs", norm_ratio, "<=", max_norm_ratio),
+            Check("max/min residual-conv gradient norm", grad_ratio, "<=", max_norm_ratio)],
+    figures=[signal_fig],
+    reason="ConstNet's exact properties at init measured on one batch; gradient norms after one SGD step "
+           "(at init the zero classifier blocks every gradient below it).",
+    measured={"layer_rms": const.layer_rms, "grad_norms": const.grad_norms,
+              "distinct_channels": const.distinct_channels, "he_layer_rms": probes["he"].layer_rms})
+
+# %% [markdown]
+# ## Training: ConstNet with a symmetry breaker vs the He-initialized WRN, several seeds
+
+# %%
+runs = {}
+for init, arm in (("constnet", breaker), ("he", "none")):
+    for s in seeds:
+        cfg = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, momentum=momentum,
+                          weight_decay=weight_decay, milestones=tuple(milestones), gamma=gamma,
+                          augment=augment, seed=s)
+        runs[init, s] = train_arm(arm, init, train_set, test_set, cfg, depth=depth, widen_factor=widen_factor,
+                                  track_every=None, device=device)
+
+skipped = runs["constnet", seeds[0]].skipped
+
+# %%
+fig, ax = subplots(figsize=(6, 4))
+for (init, s), run in runs.items():
+    if run.history is not None:
+        ax.plot(run.history.step, run.history.test_acc, color="C0" if init == "constnet" else "C1",
+                alpha=0.8, label=f"{init}" + (f" + {breaker}" if init == "constnet" else "") if s == seeds[0] else None)
+ax.set(xlabel="SGD step", ylabel="test accuracy", title=f"WRN-{depth}-{widen_factor} on {dataset}")
+ax.legend()
+acc_fig = record.figure(fig, "accuracy.png")
+
+# %%
+acc = {init: [runs[init, s].final_test_acc for s in seeds] for init in ("constnet", "he")}
+if skipped:
+    record.claim("constnet.trains_close_to_random", skip_reason=f"breaker {breaker!r} cannot run here: {skipped}")
+else:
+    const_mean, const_lo, const_hi = mean_ci(acc["constnet"])
+    he_mean, he_lo, he_hi = mean_ci(acc["he"])
+    gap = he_mean - const_mean
+    record.claim(
+        "constnet.trains_close_to_random",
+        checks=[Check("He-init WRN test accuracy (mean over seeds)", he_mean, ">=", min_baseline_acc,
+                      precondition=True),
+                Check("He minus ConstNet test accuracy (mean over seeds)", gap, "<=", max_accuracy_gap)],
+        figures=[acc_fig],
+        reason=f"ConstNet + {breaker} vs He init, {len(seeds)} seeds, same data, schedule and budget "
+               f"(WRN-{depth}-{widen_factor}, {dataset}); gap {gap:.3f} against the threshold {max_accuracy_gap}.",
+        measured={"constnet_acc": acc["constnet"], "he_acc": acc["he"],
+                  "constnet_mean_ci": [const_mean, const_lo, const_hi], "he_mean_ci": [he_mean, he_lo, he_hi],
+                  "breaker": breaker, "steps": runs["he", seeds[0]].history.step[-1]})
+
+# %%
+record.write()
+print(record.summary())

@@ -81,9 +81,11 @@ def diversity(weights: list[torch.Tensor]) -> float:
     has no pair and is left out."""
     total = 0.0
     for w in weights:
-        corr = mean_pairwise_correlation(w, dim=1)
-        if not math.isnan(corr):
-            total += 0.5 * math.log(max(1.0 - corr * corr, FLOAT64_RESOLUTION))
+        if w.shape[1] < 2:
+            continue
+        # Bitwise-identical rows are exactly correlated; the float64 formula would return 1 +- 1e-16.
+        corr = 1.0 if distinct_rows(w, dim=1) == 1 else mean_pairwise_correlation(w, dim=1)
+        total += 0.5 * math.log(max(1.0 - corr * corr, FLOAT64_RESOLUTION))
     return total
 
 

@@ -36,6 +36,7 @@ from initrepro.symmetry import SymmetryTracker
 from initrepro.training import History, Hook, TrainConfig, train
 
 REDUCTION_BLOCKS = 32  # partial sums per weight-gradient reduction in the reduction_order emulation
+MIN_BLOCK_ROWS = 16  # fewer, larger blocks for small reductions: the partial sums stay cheap
 
 
 class _ReductionOrderConv2d(torch.autograd.Function):
@@ -50,7 +51,8 @@ class _ReductionOrderConv2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
-        grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad_out, stride=ctx.stride, padding=ctx.padding)
+        grad_x = (torch.nn.grad.conv2d_input(x.shape, weight, grad_out, stride=ctx.stride, padding=ctx.padding)
+                  if ctx.needs_input_grad[0] else None)
         grad_w = permuted_weight_grad(x, grad_out, weight.shape, ctx.stride, ctx.padding, ctx.generator)
         return grad_x, grad_w, None, None, None
 
@@ -58,14 +60,15 @@ class _ReductionOrderConv2d(torch.autograd.Function):
 def permuted_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, weight_shape: torch.Size, stride, padding,
                          generator: torch.Generator | None = None, blocks: int = REDUCTION_BLOCKS) -> torch.Tensor:
     """The conv weight gradient ``sum_p grad_out[p, o] * patch[p, j]`` over the N*L rows ``p``,
-    split into ``blocks`` partial sums (one batched matmul) that are added in a random order
-    drawn independently for every output channel ``o``; float32 throughout."""
+    split into ``blocks`` partial sums (one batched matmul; at least ``MIN_BLOCK_ROWS`` rows
+    each) that are added in a random order drawn independently for every output channel ``o``;
+    float32 throughout."""
     out_channels = weight_shape[0]
     patches = F.unfold(x, weight_shape[2:], padding=padding, stride=stride)  # (N, J, L)
     patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])  # (N*L, J)
     grads = grad_out.flatten(2).transpose(1, 2).reshape(-1, out_channels)  # (N*L, O)
     rows = patches.shape[0]
-    blocks = min(blocks, rows)
+    blocks = max(1, min(blocks, rows // MIN_BLOCK_ROWS))
     pad = -rows % blocks
     if pad:  # zero rows add exact zeros
         patches, grads = F.pad(patches, (0, 0, 0, pad)), F.pad(grads, (0, 0, 0, pad))
@@ -107,8 +110,9 @@ def _set_cuda_determinism(deterministic: bool) -> None:
 
 @dataclass(frozen=True)
 class Breaker:
-    """How a breaker enters a run: model dropout, a ``before_step`` hook factory, a setup of
-    the model (hooks on its convs), and whether it needs a CUDA device."""
+    """How a breaker enters a run: the model's dropout, a ``before_step`` hook factory, a
+    change to the built model (``attach``), whether it needs CUDA, and, on CUDA, whether
+    deterministic algorithms are on."""
 
     dropout: float = 0.0
     before_step: Callable[[torch.Generator], Hook] | None = None
@@ -135,11 +139,15 @@ BREAKERS: dict[str, Breaker] = {
 }
 
 
-def skip_reason(breaker: str, device: str | torch.device = "cpu") -> str | None:
-    """Why an arm cannot run here (None: it can)."""
+def breaker_spec(breaker: str) -> Breaker:
     if breaker not in BREAKERS:
         raise ValueError(f"breaker must be one of {sorted(BREAKERS)}, got {breaker!r}")
-    if BREAKERS[breaker].needs_cuda and torch.device(device).type != "cuda":
+    return BREAKERS[breaker]
+
+
+def skip_reason(breaker: str, device: str | torch.device = "cpu") -> str | None:
+    """Why an arm cannot run here (None: it can)."""
+    if breaker_spec(breaker).needs_cuda and torch.device(device).type != "cuda":
         return "the cuda breaker needs a CUDA device (cuDNN's non-deterministic kernels); this run has none"
     return None
 
@@ -151,7 +159,7 @@ class ArmResult:
     seed: int
     history: History | None = None
     tracker: SymmetryTracker = field(default_factory=SymmetryTracker)
-    seconds_per_step: float = float("nan")
+    train_seconds: float = float("nan")  # wall time of training, evaluation and tracking included
     skipped: str | None = None
 
     @property
@@ -162,9 +170,7 @@ class ArmResult:
 def build_arm(breaker: str, init: str, *, depth: int, widen_factor: int, num_classes: int, in_channels: int,
               seed: int = 0, device: str | torch.device = "cpu") -> tuple[nn.Module, Hook | None]:
     """A WRN with ``init``, set up for ``breaker``; returns the model and its ``before_step`` hook."""
-    if breaker not in BREAKERS:
-        raise ValueError(f"breaker must be one of {sorted(BREAKERS)}, got {breaker!r}")
-    spec = BREAKERS[breaker]
+    spec = breaker_spec(breaker)
     init_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 1)
     torch.manual_seed(seed)  # dropout draws from the global generator
@@ -198,14 +204,15 @@ def train_arm(breaker: str, init: str, train_set: TensorData, test_set: TensorDa
     result.history = train(model, train_set, test_set, cfg, before_step=before_step,
                            after_step=result.tracker if track_every else None,
                            progress=progress, desc=f"{init}/{breaker}/seed{cfg.seed}")
-    result.seconds_per_step = (time.perf_counter() - start) / max(result.history.step[-1:] or [1])
+    result.train_seconds = time.perf_counter() - start
     return result
 
 
 def seconds_per_step(breaker: str, x: torch.Tensor, y: torch.Tensor, *, depth: int, widen_factor: int,
                      num_classes: int, steps: int = 10, seed: int = 0) -> float:
-    """Median wall time of one SGD step (forward, backward, breaker, update) of a ConstNet
-    with ``breaker`` on the batch ``(x, y)``; for the cost of the emulations."""
+    """Least wall time over ``steps`` SGD steps (forward, backward, breaker, update) of a
+    ConstNet with ``breaker`` on the batch ``(x, y)``: on a shared CPU the least time is the
+    best estimate of the uncontended cost."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     model, before_step = build_arm(breaker, "constnet", depth=depth, widen_factor=widen_factor,
@@ -220,4 +227,4 @@ def seconds_per_step(breaker: str, x: torch.Tensor, y: torch.Tensor, *, depth: i
             before_step(model, step)
         optimizer.step()
         times.append(time.perf_counter() - start)
-    return float(torch.tensor(times[2:]).median())
+    return min(times[2:])

@@ -63,6 +63,7 @@ import time
 
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 from tqdm.auto import tqdm
 
 from initrepro.claims import Check, StageRecord
@@ -201,6 +202,7 @@ for ax, kind in zip(axes, runs):
                 label=scheme + (" (diverged)" if hist.diverged else ""))
     ax.axhline(chance, color="k", ls=":", lw=1, label="chance")
     ax.set(xlabel="epoch", ylabel="test accuracy", title=f"{kind.upper()}, depth {depth}, {data[kind][0].name}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 axes[0].legend(fontsize=8)
 curves_fig = record.figure(fig, "training_curves.png")
 

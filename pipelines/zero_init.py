@@ -35,7 +35,6 @@ min_baseline_acc = 0.8
 max_accuracy_gap = 0.05
 
 # %%
-import numpy as np
 import torch
 
 from initrepro.claims import Check, StageRecord

@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from initrepro.init.eoi import eoi_stack
 
@@ -128,7 +129,7 @@ def approximate_isometry_stack(count: int, shape: tuple[int, ...], density: floa
     tall = shape[0] > math.prod(shape[1:])
     eye = torch.eye(math.prod(shape[1:]) if tall else shape[0])
     optimizer = torch.optim.Adam([w], lr=lr)
-    for _ in range(steps):
+    for _ in tqdm(range(steps), desc="approximate isometry", leave=False, disable=steps < 100):
         m = w.flatten(2) * flat_mask
         gram = m.transpose(1, 2) @ m if tall else m @ m.transpose(1, 2)
         loss = ((gram - gain**2 * eye) ** 2).sum()

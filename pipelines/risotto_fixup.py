@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from initrepro.claims import Check, StageRecord
 from initrepro.data import TensorData, load_dataset

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from initrepro.init.eoi import eoi_stack
 

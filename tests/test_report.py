@@ -1,7 +1,7 @@
 import pytest
 
 from initrepro.claims import Check, StageRecord
-from initrepro.report import END, START, load_records, main, render
+from initrepro.report import END, START, load_records, main, render, short_statement
 
 
 def _write_records(root):
@@ -19,6 +19,13 @@ def test_report_writes_table_into_readme_between_markers(tmp_path):
     assert readme.startswith("intro\n") and readme.endswith("outro\n") and "old table" not in readme
     assert "**not reproduced**" in readme and "too few networks" in readme
     assert render(load_records(tmp_path)) in (tmp_path / "reports" / "claims.md").read_text()
+    assert render(load_records(tmp_path), full=False) in readme
+
+
+def test_short_statement_keeps_the_first_sentence():
+    assert short_statement("A holds. Details follow.") == "A holds"
+    assert short_statement("Claim: the long part.") == "Claim"
+    assert len(short_statement("x" * 500)) == 160
 
 
 def test_report_refuses_readme_without_markers(tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from initrepro.data import TensorData, load_dataset
+from initrepro.data import load_dataset
 from initrepro.models import mlp
 from initrepro.models.ensemble import Ensemble
 from initrepro.training import TrainConfig, train

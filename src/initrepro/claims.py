@@ -28,7 +28,7 @@ import platform
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -170,12 +170,14 @@ class StageRecord:
         lines = []
         for c in self.claims:
             lines.append(f"{c['verdict']:>15}  {c['id']}")
-            for k in c["checks"]:
-                mark = "ok " if k["passed"] else "FAIL"
-                lines.append(f"{'':>17}{mark} {k['name']}: {k['value']:.4g} {k['op']} {k['threshold']:.4g}"
-                             if isinstance(k["value"], (int, float)) and not isinstance(k["value"], bool)
-                             else f"{'':>17}{mark} {k['name']}: {k['value']} {k['op']} {k['threshold']}")
+            lines += [f"{'':>17}{'ok ' if k['passed'] else 'FAIL'} {k['name']}: {format_value(k['value'])} "
+                      f"{k['op']} {format_value(k['threshold'])}" for k in c["checks"]]
         return "\n".join(lines)
+
+
+def format_value(x) -> str:
+    """Numbers to 3 significant digits, anything else as is."""
+    return f"{x:.3g}" if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
 
 
 def environment(seed: int | None) -> dict:

@@ -107,8 +107,8 @@ class StageRecord:
     """Collects the claims a stage checks and writes them atomically as its claim record."""
 
     def __init__(self, stage: str, profile: str, seed: int | None = None,
-                 output_root: str | os.PathLike = REPO_ROOT):
-        self.stage, self.profile, self.seed = stage, profile, seed
+                 output_root: str | os.PathLike = REPO_ROOT, seed_set: int = 0):
+        self.stage, self.profile, self.seed, self.seed_set = stage, profile, seed, seed_set
         self.output_root = Path(output_root)
         self.claims: list[dict] = []
         self._start = time.perf_counter()
@@ -125,9 +125,18 @@ class StageRecord:
         save_figure(fig, self.output_root / rel)
         return rel.as_posix()
 
-    def claim(self, claim_id: str, checks: list[Check] = (), *, figures: Iterable[str] = (),
+    def claim(self, claim_id: str, checks: list = (), *, figures: Iterable[str] = (),
               reason: str = "", skip_reason: str | None = None, measured: dict | None = None) -> dict:
-        """Add a claim; its statement and paper come from ``papers/*.yaml``; returns the entry."""
+        """Add a claim; its statement and paper come from ``papers/*.yaml``; returns the entry.
+
+        ``checks`` holds :class:`Check` objects and :class:`initrepro.verdicts.Evidence`. The
+        recorded reason is derived: the checks that decided the verdict, the evidence
+        summaries, then ``reason`` (context that the stage words from its own numbers).
+        """
+        evidence = [c for c in checks if not isinstance(c, Check)]
+        checks = [c for c in checks if isinstance(c, Check)] + [k for e in evidence for k in e.checks]
+        if evidence:
+            measured = {**{k: v for e in evidence for k, v in e.measured.items()}, **(measured or {})}
         known = all_paper_claims()
         if claim_id not in known:
             raise KeyError(f"claim {claim_id!r} is not in papers/*.yaml (known: {sorted(known)})")
@@ -141,7 +150,8 @@ class StageRecord:
             "paper": spec["paper"],
             "statement": spec["statement"].strip(),
             "verdict": derive_verdict(checks, skip_reason),
-            "reason": (skip_reason or reason).strip(),
+            "reason": skip_reason.strip() if skip_reason is not None else derive_reason(
+                checks, [e.summary for e in evidence], reason),
             "figures": [str(f) for f in figures],
             "checks": [c.to_dict() for c in checks],
         }
@@ -155,7 +165,7 @@ class StageRecord:
             "stage": self.stage,
             "profile": self.profile,
             "runtime_s": round(time.perf_counter() - self._start, 1),
-            "environment": environment(self.seed),
+            "environment": environment(self.seed, self.seed_set),
             "claims": self.claims,
         }
 
@@ -180,15 +190,37 @@ def format_value(x) -> str:
     return f"{x:.3g}" if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
 
 
-def environment(seed: int | None) -> dict:
+def derive_reason(checks: Iterable[Check], summaries: Iterable[str] = (), context: str = "") -> str:
+    """The reason of a verdict, from its numbers: the checks that decided it (failed
+    preconditions, else failed claim checks), the evidence summaries, then ``context``."""
+    checks = list(checks)
+    failed_pre = [c for c in checks if c.precondition and not c.passed]
+    failed = failed_pre or [c for c in checks if not c.passed]
+    parts = []
+    if failed:
+        kind = "undecided, because" if failed_pre else "failed:"
+        parts.append(f"{kind} " + "; ".join(f"{c.name} = {format_value(c.value)}, needs {c.op} "
+                                             f"{format_value(c.threshold)}" for c in failed) + ".")
+    parts += [s.rstrip(".") + "." for s in summaries]
+    if context.strip():
+        parts.append(context.strip())
+    return " ".join(parts)
+
+
+def environment(seed: int | None, seed_set: int = 0) -> dict:
+    """What can change the bits of a result: versions, device, CPU kernels, threads, seeds."""
     import torch
 
     return {
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.machine()})",
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "kernels": {"mkldnn_enabled": torch.backends.mkldnn.enabled,
+                    **{k: os.environ.get(k) for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")}},
         "threads": torch.get_num_threads(),
         "seed": seed,
+        "seed_set": seed_set,
         "git": _git_commit(),
     }
 

@@ -2,8 +2,8 @@
 
     python -m initrepro.pipeline fractional_lognorm --profile smoke
 
-The notebook gets its conf file's values as papermill parameters, plus ``profile`` and
-``output_root`` (where ``figures/`` and ``results/`` go; tests point it at a temp folder).
+The notebook gets its conf file's values as papermill parameters, plus ``profile``,
+``seed_set`` (see :mod:`initrepro.seeding`) and ``output_root`` (where ``figures/`` and ``results/`` go; tests point it at a temp folder).
 The executed notebook lands in ``executed/<stage>.ipynb`` (a cached DVC output).
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from initrepro.claims import REPO_ROOT
+from initrepro.seeding import shift
 
 PIPELINES_DIR = REPO_ROOT / "pipelines"
 
@@ -41,13 +42,13 @@ def load_conf(stage: str, profile: str) -> dict:
 
 def run_stage(stage: str, profile: str = "smoke", output_root: str | os.PathLike = REPO_ROOT,
               executed: str | os.PathLike | None = None, overrides: dict | None = None,
-              log_output: bool = True) -> Path:
+              log_output: bool = True, seed_set: int = 0) -> Path:
     """Execute ``pipelines/<stage>.py`` with papermill; returns the path of its claim record."""
     import jupytext
     import papermill
 
     params = {**load_conf(stage, profile), **(overrides or {})}
-    params.update(profile=profile, output_root=str(Path(output_root).resolve()))
+    params.update(profile=profile, seed_set=seed_set, output_root=str(Path(output_root).resolve()))
     executed = Path(executed or Path(output_root) / "executed" / f"{stage}.ipynb")
     executed.parent.mkdir(parents=True, exist_ok=True)
     # Progress bars go to the stage log line by line: update them every 10 s at most.
@@ -63,13 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage")
     parser.add_argument("--profile", default="smoke")
+    parser.add_argument("--seed-set", type=int, default=0, help="moves every seed to a disjoint range (>= 0)")
     args = parser.parse_args(argv)
     try:
         load_conf(args.stage, args.profile)
+        shift(0, args.seed_set)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    run_stage(args.stage, args.profile)
+    run_stage(args.stage, args.profile, seed_set=args.seed_set)
     return 0
 
 

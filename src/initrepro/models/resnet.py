@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from initrepro.init.fixup import fixup_, skipinit_
 from initrepro.init.risotto import risotto_
+from initrepro.init.zero import zero_resnet_
 
 BLOCK_TYPES = ("B", "C")
 
@@ -159,6 +160,7 @@ INITIALIZERS: dict[str, Callable[..., ResNet]] = {
     "risotto": risotto_,
     "fixup": fixup_,
     "skipinit": skipinit_,
+    "zero": zero_resnet_,
 }
 
 

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # Stage commands call `python`: the one in .venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test paper report clean-venv
+.PHONY: repro test paper report stability clean-venv
 
 repro: $(STAMP)
 	$(BIN)/dvc repro
@@ -20,6 +20,13 @@ paper: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/python -m initrepro.report
+
+# The verdicts under seed sets 1-3, each a DVC experiment run in a temporary copy (the
+# workspace stays as it is), then reports/stability.md and the README's stability column.
+stability: $(STAMP)
+	for k in 1 2 3; do $(BIN)/dvc exp run --temp --force --name seed-set-$$k -S seed_set=$$k || exit 1; done
+	$(BIN)/python -m initrepro.stability
+	$(BIN)/dvc repro report
 
 # (Re)build the environment whenever pyproject.toml changes.
 $(STAMP): pyproject.toml

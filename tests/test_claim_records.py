@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from initrepro.claims import REPO_ROOT, all_paper_claims, load_record
-from initrepro.report import END, START, render, load_records
+from initrepro.report import END, START, load_records, load_stability, render
 
 DVC = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
 CLAIM_STAGES = [s for s in DVC["stages"] if s != "report"]
@@ -69,4 +69,4 @@ def test_records_are_not_stale():
 def test_readme_table_matches_records():
     readme = (REPO_ROOT / "README.md").read_text()
     table = readme.split(START, 1)[1].split(END, 1)[0].strip()
-    assert table == render(load_records(), full=False).strip(), "README claims table is out of date: run `make report`"
+    assert table == render(load_records(), load_stability(), full=False).strip(), "README claims table is out of date: run `make report`"

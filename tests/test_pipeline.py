@@ -38,6 +38,22 @@ def test_conf_keys_are_notebook_parameters(stage):
         assert not unknown, f"{stage}/{profile}.yaml sets {unknown}, not in the parameters cell"
 
 
+@pytest.mark.parametrize("stage", stages())
+def test_every_notebook_moves_its_seeds_with_the_seed_set(stage):
+    import jupytext
+
+    notebook = jupytext.read(PIPELINES_DIR / f"{stage}.py")
+    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    assert "seed_set = 0" in cell.source
+    source = "\n".join(c.source for c in notebook.cells)
+    assert "shift(" in source and "seed_set=seed_set" in source
+
+
+def test_cli_rejects_a_negative_seed_set(capsys):
+    assert main(["fractional_lognorm", "--seed-set", "-1"]) == 2
+    assert "seed_set must be" in capsys.readouterr().err
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("stage", stages())
 def test_notebook_runs_end_to_end_at_tiny(stage, tmp_path):

@@ -20,6 +20,17 @@ def test_report_writes_table_into_readme_between_markers(tmp_path):
     assert "**not reproduced**" in readme and "too few networks" in readme
     assert render(load_records(tmp_path)) in (tmp_path / "reports" / "claims.md").read_text()
     assert render(load_records(tmp_path), full=False) in readme
+    assert "| not run on this record |" in readme  # no stability report yet
+
+
+def test_stability_column_lists_flips(tmp_path):
+    _write_records(tmp_path)
+    verdicts = {"0": "reproduced", "1": "reproduced", "2": "not_reproduced", "3": "reproduced"}
+    stability = {"commit": "abc1234", "verdicts": {"fractional.recovers_classical": verdicts}}
+    text = render(load_records(tmp_path), stability)
+    assert "no (seed set 2: not reproduced)" in text and "commit abc1234" in text
+    stability["verdicts"]["fractional.recovers_classical"] = {"0": "reproduced", "1": "reproduced"}
+    assert "not run (seed sets 2, 3)" in render(load_records(tmp_path), stability)
 
 
 def test_short_statement_keeps_the_first_sentence():
@@ -33,3 +44,37 @@ def test_report_refuses_readme_without_markers(tmp_path):
     (tmp_path / "README.md").write_text("no markers\n")
     with pytest.raises(ValueError, match="marker"):
         main(tmp_path)
+
+
+def test_stability_reads_experiments_from_git_refs(tmp_path):
+    import json
+    import subprocess
+
+    from initrepro.stability import main as stability_main
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    _write_records(tmp_path)
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base", "--allow-empty")
+    git("add", "results")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "records")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    # A seed-set-1 experiment whose second claim now reproduces.
+    path = tmp_path / "results/fractional_lognorm/claims.json"
+    record = json.loads(path.read_text())
+    record["claims"][1]["checks"][0]["value"] = 9.0
+    record["claims"][1]["checks"][0]["passed"] = True
+    record["claims"][1]["verdict"] = "reproduced"
+    saved = path.read_text()
+    path.write_text(json.dumps(record))
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "exp")
+    exp = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    git("update-ref", f"refs/exps/{head[:2]}/{head[2:]}/seed-set-1", exp)
+    git("reset", "-q", "--hard", head)
+    assert path.read_text() == saved
+    stability_main(tmp_path)
+    data = json.loads((tmp_path / "reports/stability.json").read_text())
+    assert data["verdicts"]["fractional.fewer_small_outputs"] == {"0": "not_reproduced", "1": "reproduced"}
+    assert "| not reproduced | reproduced | - | - | not run (seed sets 2, 3) |" in (tmp_path / "reports/stability.md").read_text()

@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    run_stage(args.stage, args.profile, seed_set=args.seed_set)
+    # DVC runs stage commands from the project root: its own, also in `dvc exp run --temp`.
+    run_stage(args.stage, args.profile, output_root=Path.cwd(), seed_set=args.seed_set)
     return 0
 
 

@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from initrepro.init.fixup import fixup_, skipinit_
+from initrepro.init.idinit import idinit_resnet_
 from initrepro.init.risotto import risotto_
 from initrepro.init.zero import zero_resnet_
 
@@ -161,6 +162,7 @@ INITIALIZERS: dict[str, Callable[..., ResNet]] = {
     "fixup": fixup_,
     "skipinit": skipinit_,
     "zero": zero_resnet_,
+    "idinit": idinit_resnet_,
 }
 
 

@@ -73,7 +73,8 @@ def compare(a_name: str, a, b_name: str, b, *, margin: float, superior: bool = F
     (non-inferiority) or, with ``superior=True``, ``a - b > margin``; flip the sign of the
     difference with ``higher_is_better=False``. With ``chance`` set, pairs in which either run
     collapsed leave the difference and are counted instead: the claim also needs ``a`` to
-    collapse no more often than ``b``.
+    collapse no more often than ``b``. For "``a`` trains where ``b`` does not", leave ``chance``
+    unset and pass ``superior=True``: there the collapse of ``b`` is the outcome compared.
 
     Checks: a precondition that the interval lies on one side of the margin (else
     *inconclusive*), and the claim check that its lower end clears the margin.

@@ -57,13 +57,14 @@ def orthogonality_error(weights: Tensor, gain: float = 1.0) -> Tensor:
 
 def _rotation_chunks(size: int, chunk: int, generator: torch.Generator | None) -> Iterator[tuple[np.ndarray, ...]]:
     """Random Givens rotations, drawn ``chunk`` at a time (one torch call each, not one per
-    rotation): column pairs ``i != j`` of ``size`` columns and ``cos, sin`` of an angle
-    uniform in ``[0, 2 pi)``, as numpy arrays."""
+    rotation): column pairs ``i != j`` of ``size`` columns, uniform, and ``cos, sin`` of an
+    angle uniform in ``[0, 2 pi)``, as numpy arrays."""
     while True:
-        i = torch.randint(0, size, (chunk,), generator=generator)
-        j = (i + torch.randint(1, size, (chunk,), generator=generator)) % size
-        theta = torch.rand(chunk, generator=generator, dtype=torch.float64) * (2 * math.pi)
-        yield i.numpy(), j.numpy(), theta.cos().numpy(), theta.sin().numpy()
+        u = torch.rand(3, chunk, generator=generator, dtype=torch.float64).numpy()
+        i = (u[0] * size).astype(np.int64)
+        j = (i + 1 + (u[1] * (size - 1)).astype(np.int64)) % size
+        theta = u[2] * (2 * math.pi)
+        yield i, j, np.cos(theta), np.sin(theta)
 
 
 def _chunk_size(long: int, density: float) -> int:
@@ -125,13 +126,15 @@ def _apply_rounds(wide_t: np.ndarray, i, j, cos, sin, rounds: np.ndarray) -> Non
     """Apply rotations ``(i, j, cos, sin)`` to the rows of ``wide_t`` (columns of ``W``),
     one vectorized update per round (rotations of one round touch disjoint rows)."""
     order = np.argsort(rounds, kind="stable")
-    i, j, cos, sin = i[order], j[order], cos[order, None], sin[order, None]
-    bounds = np.flatnonzero(np.diff(rounds[order])) + 1
-    for lo, hi in zip([0, *bounds.tolist()], [*bounds.tolist(), len(order)]):
-        a, b, c, s = i[lo:hi], j[lo:hi], cos[lo:hi], sin[lo:hi]
-        col_a, col_b = wide_t[a], wide_t[b]
-        wide_t[a] = c * col_a - s * col_b
-        wide_t[b] = s * col_a + c * col_b
+    pairs = np.stack([i[order], j[order]])  # (2, rotations): rows a, b of each rotation
+    # new (a, b) = (c a - s b, s a + c b) = coef_same * (a, b) + coef_swap * (b, a)
+    coef_same = np.stack([cos[order], cos[order]])[..., None]
+    coef_swap = np.stack([-sin[order], sin[order]])[..., None]
+    bounds = (np.flatnonzero(np.diff(rounds[order])) + 1).tolist()
+    for lo, hi in zip([0, *bounds], [*bounds, len(order)]):
+        rows = pairs[:, lo:hi]
+        x = wide_t[rows]
+        wide_t[rows] = coef_same[:, lo:hi] * x + coef_swap[:, lo:hi] * x[::-1]
 
 
 def eoi_matrices(count: int, rows: int, cols: int, density: float, *, gain: float = 1.0,

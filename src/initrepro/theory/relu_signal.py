@@ -130,7 +130,8 @@ def signal_monte_carlo(width: int, depth: int, sw2: float, sb2: float, num: int,
                        chain_factor: int = 20) -> SignalMC:
     """Compare ``num`` networks with ``chain_factor * num`` draws of the exact chain.
 
-    Tests (each a z-score under the exact law): two-sample KS of ``q^L`` and of ``h^L``;
+    Tests (each a z-score under the exact law): one-sample KS of ``q^1`` against the closed-form
+    kernel :func:`layer_cdf`; two-sample KS of ``q^L`` and of ``h^L`` against the chain;
     without bias also the per-layer ratio moments ``E r = sw2/2`` and
     ``E r^2 = (sw2/2)^2 (1 + 5/N)`` over every (network, layer) with ``q^{l-1} > 0``.
     Mean field: one-sample KS of ``h^L`` against ``N(0, v^L_MF)``.
@@ -138,6 +139,8 @@ def signal_monte_carlo(width: int, depth: int, sw2: float, sb2: float, num: int,
     q_net, h_net = sample_networks(num, width, depth, sw2, sb2, generator=torch.Generator().manual_seed(seed))
     q_chain, h_chain = sample_chain(chain_factor * num, width, depth, sw2, sb2, rng=np.random.default_rng([seed, 1]))
     mc = SignalMC(width, depth, sw2, sb2, q_net, h_net, q_chain, h_chain)
+    cdf = lambda t: layer_cdf(t, sw2 * q_net[0, 0] + sb2, width)  # noqa: E731
+    mc.z[f"{mc.label}: KS q^1 vs kernel"] = ks_z(stats.kstest(q_net[:, 1], cdf).pvalue)
     mc.z[f"{mc.label}: KS q^L"] = ks_z(stats.ks_2samp(q_net[:, -1], q_chain[:, -1]).pvalue)
     mc.z[f"{mc.label}: KS h^L"] = ks_z(stats.ks_2samp(h_net, h_chain).pvalue)
     if sb2 == 0:

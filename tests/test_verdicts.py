@@ -42,7 +42,11 @@ def test_collapsed_runs_are_counted_not_averaged():
     assert collapsed(a, chance=0.1).tolist() == [False, True, False, True]
     ev = compare("A", a, "B", b, margin=0.01, chance=0.1)
     assert ev.measured["n_pairs"] == 2 and ev.measured["A collapsed"] == 2
-    assert verdict(ev) == "not_reproduced"  # A collapses where B does not
+    assert verdict(ev) == "inconclusive"  # 2 of 4 against 0 of 4 may be chance (Fisher p 0.21)
+    a6, b6 = np.full(6, 0.1), np.full(6, 0.95)
+    ev = compare("A", a6, "B", b6, margin=0.01, chance=0.1)
+    assert verdict(ev) == "not_reproduced" and "collapsed in 6/6" in ev.summary  # no pairs left, yet decided
+    assert verdict(compare("A", b6, "B", a6, margin=0.01, chance=0.1)) == "reproduced"  # B collapses, A never
 
 
 def test_compare_rejects_unpaired_values():

@@ -91,9 +91,20 @@ def compare(a_name: str, a, b_name: str, b, *, margin: float, superior: bool = F
     if chance is not None:
         ca, cb = collapsed(a, chance, tolerance), collapsed(b, chance, tolerance)
         kept = ~(ca | cb)
-        measured.update({f"{a_name} collapsed": int(ca.sum()), f"{b_name} collapsed": int(cb.sum())})
-        checks.append(Check(f"{a_name} collapsed runs - {b_name} collapsed runs", int(ca.sum() - cb.sum()), "<=", 0,
-                            note=f"collapsed: diverged or accuracy <= chance {chance:g} + {tolerance:g}"))
+        na, nb = int(ca.sum()), int(cb.sum())
+        # A difference in collapses decides the claim by itself when Fisher's exact test says it is
+        # not chance (one-sided p < 0.05); more collapses of a that may be chance leave it undecided.
+        p = stats.fisher_exact([[na, len(a) - na], [nb, len(b) - nb]],
+                               alternative="greater" if na > nb else "less").pvalue if na != nb else 1.0
+        measured.update({f"{a_name} collapsed": na, f"{b_name} collapsed": nb, "collapse_p": p})
+        collapse = Check(f"{a_name} collapsed runs - {b_name} collapsed runs", na - nb, "<=", 0,
+                         precondition=na > nb and p >= 0.05,
+                         note=f"collapsed: diverged or accuracy <= chance {chance:g} + {tolerance:g}; "
+                              f"Fisher one-sided p {p:.2g}")
+        if p < 0.05:
+            return Evidence([collapse], f"{a_name} collapsed in {na}/{len(a)} runs, {b_name} in {nb}/{len(b)} "
+                                        f"(Fisher one-sided p {p:.2g})", measured)
+        checks.append(collapse)
     d = sign * (a[kept] - b[kept])
     n = len(d)
     measured["n_pairs"] = n
@@ -144,7 +155,8 @@ def select_lr(lrs: Sequence[float], scores: np.ndarray, chance: float,
     """The best learning rate at least one grid step below the edge of divergence.
 
     ``scores[i, j]`` is the validation accuracy of lr ``lrs[i]`` (ascending) and seed ``j``.
-    The edge is the smallest lr at which any seed collapsed; candidates lie strictly below the
+    The edge is the smallest lr at which any seed collapsed (above the lowest lr at which every
+    seed trained: collapses below it are too slow training); candidates lie strictly below the
     lr just under it. Returns the lr (by mean score) and what decided it. When every lr
     collapses somewhere, the best mean wins and ``info["margin_from_edge"]`` is False.
     """
@@ -153,27 +165,33 @@ def select_lr(lrs: Sequence[float], scores: np.ndarray, chance: float,
         raise ValueError(f"lrs must be ascending, got {lrs}")
     scores = np.asarray(scores, dtype=float).reshape(len(lrs), -1)
     bad = collapsed(scores, chance, tolerance).any(axis=1)
-    edge = int(np.argmax(bad)) if bad.any() else len(lrs)
+    # Collapses below the lowest lr at which every seed trained are too slow training, not divergence.
+    first_ok = int(np.argmin(bad)) if not bad.all() else 0
+    diverging = bad & (np.arange(len(lrs)) > first_ok)
+    edge = int(np.argmax(diverging)) if diverging.any() else len(lrs)
     # no collapse anywhere: the whole grid is below the edge
-    candidates = list(range(edge - 1 if bad.any() else edge))
+    candidates = list(range(first_ok, edge - 1 if diverging.any() else edge))
     if not candidates:
         candidates = [i for i in range(len(lrs)) if not bad[i]] or list(range(len(lrs)))
     means = np.nan_to_num(scores.mean(axis=1), nan=-np.inf)
     best = max(candidates, key=lambda i: means[i])
-    info = {"edge_lr": lrs[edge] if edge < len(lrs) else None, "margin_from_edge": best < edge - bad.any(),
+    info = {"edge_lr": lrs[edge] if edge < len(lrs) else None, "margin_from_edge": best < edge - diverging.any(),
             "mean_score": dict(zip(map(str, lrs), scores.mean(axis=1).tolist()))}
     return lrs[best], info
 
 
 def two_stage(name: str, screen: Sequence[float], confirm: Callable[[list[int]], Sequence[float]], *,
-              alpha_screen: float = 0.01, alpha_confirm: float = 0.1, labels: Sequence[str] | None = None) -> Evidence:
+              alpha_screen: float = 0.01, alpha_confirm: float = 0.1, labels: Sequence[str] | None = None,
+              precondition: bool = False) -> Evidence:
     """Two-sided z tests of ``k`` hypotheses that a true claim makes, fixed before the run.
 
     Stage 1 screens ``screen`` (k z-scores) at Bonferroni level ``alpha_screen / k``. Each test
     that fails is re-run by ``confirm(indices)`` on an independent sample and fails the claim
     only if it fails again at ``alpha_confirm / (number re-run)``. Under a true claim the two
     samples are independent, so the family-wise false-failure rate is at most
-    ``alpha_screen * alpha_confirm``.
+    ``alpha_screen * alpha_confirm``. With ``precondition=True`` the family checks that the
+    experiment is valid (e.g. a sampler agrees with a reference): a confirmed failure makes
+    the claim *inconclusive*.
     """
     z = np.asarray(screen, dtype=float)
     k = len(z)
@@ -188,7 +206,7 @@ def two_stage(name: str, screen: Sequence[float], confirm: Callable[[list[int]],
         confirmed = [labels[i] for i, v in zip(flagged, zc) if not abs(v) <= z2]
     fwer = alpha_screen * alpha_confirm
     check = Check(f"{name}: tests failing screening and confirmation", len(confirmed), "<=", 0,
-                  note=f"{k} tests; screen |z| <= {z1:.2f}, confirm on a fresh sample; false-failure rate <= {fwer:g}")
+                  precondition=precondition, note=f"{k} tests; screen |z| <= {z1:.2f}, confirm on a fresh sample; false-failure rate <= {fwer:g}")
     summary = (f"{name}: max |z| {format_value(float(np.nanmax(np.abs(z))))} over {k} tests "
                f"(screen {z1:.2f}); {len(flagged)} re-run on a fresh sample, {len(confirmed)} confirmed"
                + (f" ({', '.join(confirmed)})" if confirmed else ""))

@@ -3,23 +3,27 @@
 # Blumenfeld, Gilboa & Soudry (ICML 2020). Without a symmetry breaker ConstNet's filters stay
 # identical and it trains like a width-1 network; GPU non-determinism (here also its CPU
 # emulation `reduction_order`), one-ulp gradient jitter, or dropout 0.01 break the symmetry.
-# Arms share data, schedule and seeds with the He-initialized baseline. Thresholds are fixed
-# in the conf before the run: `spread_threshold` (filters' relative spread that counts as
-# broken symmetry), `min_width1_gap` (how far below the baseline "width-1 level" is),
-# `max_accuracy_gap` (how close "approaches the baseline" is), `min_baseline_acc`.
+#
+# ConstNet arms train under channel-uniform CPU kernels (oneDNN off), so the breaker is the only
+# source of channel asymmetry on every CPU; how oneDNN's own kernels break the symmetry on some
+# instruction sets is measured apart, in fresh interpreters, as a CPU-kernel finding.
+# Each "comes close to He" claim is a paired comparison over seeds with He trained for the same
+# number of steps (`initrepro.verdicts.compare`, margin `accuracy_margin` from the conf), He
+# being a positive control. All thresholds and margins are fixed in the conf before the run.
 
 # %% tags=["parameters"]
 profile = "smoke"
 output_root = "."
+seed_set = 0
 seed = 0
 dataset = "digits"
 n_train = None
 n_test = None
 depth = 10
-widen_factor = 2
+widen_factor = 1
 breakers = ["reduction_order", "ulp_jitter", "dropout", "cuda"]
-seeds = [0, 1]
-epochs = 22
+seeds = [0, 1, 2, 3, 4]
+arm_epochs = {"none": 20, "reduction_order": 30, "ulp_jitter": 40, "dropout": 20, "cuda": 40}
 max_steps = None
 batch_size = 64
 lr = 0.1
@@ -30,12 +34,15 @@ gamma = 0.2
 augment = False
 device = "cpu"
 threads = 1
+workers = 2
 track_every = 20
 benchmark_steps = 20
+probe_envs = {"this run": {}, "AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "SSE41": {"ONEDNN_MAX_CPU_ISA": "SSE41"}}
+probe_steps = 30
+probe_widen_factor = 2
 spread_threshold = 1e-3
-min_baseline_acc = 0.8
-min_width1_gap = 0.10
-max_accuracy_gap = 0.05
+width1_margin = 0.10
+accuracy_margin = 0.05
 
 # %%
 import pandas as pd
@@ -45,37 +52,54 @@ import torch
 from initrepro.claims import Check, StageRecord
 from initrepro.data import load_dataset
 from initrepro.plotting import subplots
-from initrepro.stats import mean_ci
-from initrepro.symmetry_breakers import seconds_per_step, train_arm
+from initrepro.seeding import shift
+from initrepro.symmetry_breakers import probe_kernels, seconds_per_step, train_arms
 from initrepro.training import TrainConfig
+from initrepro.verdicts import compare, positive_control
 
 torch.set_num_threads(threads)
-record = StageRecord("nondeterminism", profile, seed=seed, output_root=output_root)
+seed, seeds = shift(seed, seed_set), shift(seeds, seed_set)
+record = StageRecord("nondeterminism", profile, seed=seed, output_root=output_root, seed_set=seed_set)
 train_set, test_set = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test)
+chance = 1.0 / train_set.num_classes
 
 # %% [markdown]
-# ## Cost of the CPU emulation of GPU non-determinism
+# ## The CPU-kernel effect: does oneDNN alone break ConstNet's symmetry?
+# A ConstNet without breaker, `probe_steps` steps, oneDNN on and off, under this CPU's kernel
+# path and under instruction sets capped by `ONEDNN_MAX_CPU_ISA` (read once per process, so
+# each runs in a fresh interpreter).
+
+# %%
+probe = probe_kernels(probe_envs, dataset=dataset, seed=seed, steps=probe_steps, depth=depth,
+                      widen_factor=probe_widen_factor, batch_size=batch_size, lr=lr)
+print(pd.DataFrame(probe).T)
+
+# %% [markdown]
+# ## Cost of the CPU emulation of GPU non-determinism (ratios of times from this run)
 
 # %%
 x, y = train_set.x[:batch_size], train_set.y[:batch_size]
 bench = dict(depth=depth, widen_factor=widen_factor, num_classes=train_set.num_classes, steps=benchmark_steps)
 step_s = {arm: seconds_per_step(arm, x, y, **bench) for arm in ("none", "reduction_order", "ulp_jitter")}
-cost_ratio = step_s["reduction_order"] / step_s["none"]
-print({k: f"{1000 * v:.1f} ms" for k, v in step_s.items()}, f"reduction_order / none = {cost_ratio:.2f}")
+step_s["none, oneDNN on"] = seconds_per_step("none", x, y, channel_uniform=False, **bench)
+cost_vs_none = {arm: t / step_s["none"] for arm, t in step_s.items()}
+print({arm: f"{r:.2f}x" for arm, r in cost_vs_none.items()})
 
 # %% [markdown]
-# ## Training every arm on the same seeds
+# ## Training every arm on the same seeds (He for the longest budget, compared at each arm's)
 
 # %%
-arms = [("he", "none"), ("constnet", "none")] + [("constnet", b) for b in breakers]
-runs = {}
-for init, breaker in arms:
-    for s in seeds:
-        cfg = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, momentum=momentum,
-                          weight_decay=weight_decay, milestones=tuple(milestones), gamma=gamma,
-                          augment=augment, seed=s)
-        runs[init, breaker, s] = train_arm(breaker, init, train_set, test_set, cfg, depth=depth,
-                                           widen_factor=widen_factor, track_every=track_every, device=device)
+he_epochs = max(arm_epochs.values())
+arms = [("he", "none", he_epochs), ("constnet", "none", arm_epochs["none"])] + [
+    ("constnet", b, arm_epochs[b]) for b in breakers]
+jobs = [dict(breaker=b, init=init, train_set=train_set, test_set=test_set, depth=depth, widen_factor=widen_factor,
+             track_every=track_every, device=device,
+             cfg=TrainConfig(epochs=ep, max_steps=max_steps, batch_size=batch_size, lr=lr, momentum=momentum,
+                             weight_decay=weight_decay, milestones=tuple(milestones), gamma=gamma,
+                             augment=augment, seed=s))
+        for init, b, ep in arms for s in seeds]
+jobs.sort(key=lambda j: -j["cfg"].epochs * (2 if j["breaker"] == "reduction_order" else 1))  # longest first
+runs = {(j["init"], j["breaker"], j["cfg"].seed): r for j, r in zip(jobs, train_arms(jobs, workers))}
 
 
 def arm_name(init, breaker):
@@ -102,32 +126,56 @@ for ax in axes:
     ax.set_xlabel("SGD step")
 symmetry_fig = record.figure(fig, "symmetry_vs_step.png")
 
-finals = pd.DataFrame([{"arm": arm_name(init, breaker), "seed": s, "test accuracy": run.final_test_acc}
-                       for (init, breaker, s), run in runs.items() if not run.skipped])
+curves = pd.DataFrame([{"arm": arm_name(init, breaker), "seed": s, "step": step, "test accuracy": acc}
+                       for (init, breaker, s), run in runs.items() if not run.skipped
+                       for step, acc in zip(run.history.step, run.history.test_acc)])
 fig, ax = subplots(figsize=(7, 4))
-sns.barplot(finals, x="test accuracy", y="arm", errorbar=None, alpha=0.4, ax=ax)
-sns.stripplot(finals, x="test accuracy", y="arm", color="black", ax=ax)
-ax.set(title=f"final test accuracy, WRN-{depth}-{widen_factor} on {dataset}, seeds {seeds}")
-accuracy_fig = record.figure(fig, "final_accuracy.png")
+sns.lineplot(curves, x="step", y="test accuracy", hue="arm", units="seed", estimator=None, alpha=0.6, ax=ax)
+ax.set(title=f"test accuracy, WRN-{depth}-{widen_factor} on {dataset}, {len(seeds)} seeds")
+accuracy_fig = record.figure(fig, "test_accuracy_vs_step.png")
 figures = [symmetry_fig, accuracy_fig]
 
-# %%
-acc = {(init, b): [runs[init, b, s].final_test_acc for s in seeds] for init, b in arms}
-he_mean = mean_ci(acc["he", "none"])[0]
-baseline = Check("He-init WRN test accuracy (mean over seeds)", he_mean, ">=", min_baseline_acc, precondition=True)
 
+# %%
+def acc_of(init, breaker, epoch):
+    return [runs[init, breaker, s].test_acc_at(epoch) for s in seeds]
+
+
+def he_at(epoch):
+    return acc_of("he", "none", epoch)
+
+
+steps_per_epoch = runs["he", "none", seeds[0]].history.step[0]
 none_runs = [runs["constnet", "none", s] for s in seeds]
-none_mean = mean_ci(acc["constnet", "none"])[0]
+none_acc, he_none = acc_of("constnet", "none", arm_epochs["none"]), he_at(arm_epochs["none"])
+uniform_broken = [name for name, p in probe.items() if p["mkldnn_off"] is not None]
+onednn_broken = {name: p["mkldnn_on"] for name, p in probe.items() if p["mkldnn_on"] is not None}
+oneDNN_broke = [f"step {s} under {name}" for name, s in onednn_broken.items()]
+oneDNN_kept = [name for name in probe if name not in onednn_broken]
+kernel_finding = (
+    f"CPU-kernel finding (not the paper's claim), WRN-{depth}-{probe_widen_factor} without breaker for "
+    f"{probe_steps} steps: with oneDNN convolutions on, filters became distinct at "
+    + (", ".join(oneDNN_broke) if oneDNN_broke else "no step under any probed kernel path")
+    + (f" and stayed bitwise identical under {', '.join(oneDNN_kept)}" if oneDNN_broke and oneDNN_kept else "")
+    + f"; with oneDNN off (the kernels this arm trains with) they stayed identical under "
+    + f"{len(probe) - len(uniform_broken)} of {len(probe)} probed kernel paths.")
 record.claim(
     "constnet.deterministic_stays_symmetric",
-    checks=[baseline,
-            Check("max distinct filters in any 3x3 conv, any recorded step, any seed",
-                  max(max(r.tracker.max_distinct) for r in none_runs), "==", 1),
-            Check("He minus ConstNet (no breaker) test accuracy", he_mean - none_mean, ">=", min_width1_gap)],
+    [positive_control("He", he_none, chance),
+     Check("probed kernel paths where oneDNN-off kernels broke the symmetry", len(uniform_broken), "==", 0,
+           precondition=True, note="the deterministic arm must be channel-uniform on every CPU"),
+     Check("max distinct output filters in any 3x3 conv, any recorded step, any seed",
+           max(max(r.tracker.max_distinct) for r in none_runs), "==", 1),
+     Check("max distinct input channels in any 3x3 conv, any recorded step, any seed",
+           max(max(r.tracker.max_distinct_inputs) for r in none_runs), "==", 1),
+     compare("He", he_none, "ConstNet without breaker", none_acc, margin=width1_margin, superior=True)],
     figures=figures,
-    reason="Deterministic CPU arithmetic is channel-uniform, so ConstNet's filters stay bitwise identical "
-           "and the network computes as if it had width 1.",
-    measured={"constnet_none_acc": acc["constnet", "none"], "he_acc": acc["he", "none"]})
+    reason=f"After {arm_epochs['none'] * steps_per_epoch} steps ConstNet without breaker reached "
+           f"{sum(none_acc) / len(none_acc):.3f} test accuracy (He {sum(he_none) / len(he_none):.3f}). "
+           + kernel_finding,
+    measured={"constnet_none_acc": none_acc, "he_acc": he_none, "kernel_probe": probe,
+              "steps": arm_epochs["none"] * steps_per_epoch,
+              "step_cost_oneDNN_on_vs_off": cost_vs_none["none, oneDNN on"]})
 
 # %%
 for breaker in breakers:
@@ -136,41 +184,34 @@ for breaker in breakers:
     if arm_runs[0].skipped:
         record.claim(claim_id, skip_reason=arm_runs[0].skipped)
         continue
-    arm_mean = mean_ci(acc["constnet", breaker])[0]
+    epochs = arm_epochs[breaker]
+    arm_acc, he_acc = acc_of("constnet", breaker, epochs), he_at(epochs)
     steps_to_spread = [r.tracker.first_step_spread_above(spread_threshold) for r in arm_runs]
     final_spread = min(r.tracker.median_spread[-1] for r in arm_runs)
     diversity_gain = min(r.tracker.diversity[-1] - r.tracker.diversity[0] for r in arm_runs)
-    gap = he_mean - arm_mean
-    measured = {"acc": acc["constnet", breaker], "he_acc": acc["he", "none"],
+    total = epochs * steps_per_epoch
+    measured = {"acc": arm_acc, "he_acc_same_steps": he_acc, "total_steps": total,
                 "steps_to_spread_above_threshold": steps_to_spread,
                 "final_median_spread": [r.tracker.median_spread[-1] for r in arm_runs],
                 "final_min_distinct_filters": [r.tracker.min_distinct[-1] for r in arm_runs],
                 "final_distinct_fraction": [r.tracker.distinct_fraction[-1] for r in arm_runs],
                 "diversity_init_final": [[r.tracker.diversity[0], r.tracker.diversity[-1]] for r in arm_runs],
-                "total_steps": arm_runs[0].history.step[-1]}
-    if breaker in step_s:
-        measured["seconds_per_step"] = step_s[breaker]
-        measured["step_cost_vs_none"] = step_s[breaker] / step_s["none"]
-    late_acc = [r.history.test_acc[-5:] for r in arm_runs]
-    measured["test_acc_last_5_epochs"] = late_acc
-    reason = (f"steps until the median filter spread exceeded {spread_threshold:g}: {steps_to_spread} "
-              f"of {measured['total_steps']} (seeds {seeds}); accuracy gap to He {gap:.3f} "
-              f"(threshold {max_accuracy_gap}).")
-    if final_spread <= spread_threshold:
-        reason += (" The symmetry did not break to a spread above the threshold within the smoke budget: "
-                   "float32-sized differences grow only once the symmetric network learns, and this run "
-                   "ended before they reached it.")
-    elif gap > max_accuracy_gap:
-        reason += (" The symmetry broke, but late: rounding-size differences need hundreds of steps to grow, "
-                   "so the budget left after that was too short for the accuracy to catch up (test accuracy "
-                   f"over the last 5 epochs per seed: {[[round(a, 3) for a in acc5] for acc5 in late_acc]}).")
+                "test_acc_last_5_epochs": [r.history.test_acc[-5:] for r in arm_runs]}
+    if breaker in cost_vs_none:
+        measured["step_cost_vs_none"] = cost_vs_none[breaker]
+    broke = [s for s in steps_to_spread if s is not None]
     record.claim(
         claim_id,
-        checks=[baseline,
-                Check("min over seeds of final median filter spread", final_spread, ">", spread_threshold),
-                Check("min over seeds of diversity gain (final - init)", diversity_gain, ">", 0.0),
-                Check("He minus ConstNet test accuracy", gap, "<=", max_accuracy_gap)],
-        figures=figures, reason=reason, measured=measured)
+        [positive_control("He", he_acc, chance),
+         Check("min over seeds of final median filter spread", final_spread, ">", spread_threshold),
+         Check("min over seeds of diversity gain (final - init)", diversity_gain, ">", 0.0),
+         compare(f"ConstNet + {breaker}", arm_acc, "He", he_acc, margin=accuracy_margin, chance=chance)],
+        figures=figures,
+        reason=f"The median filter spread passed {spread_threshold:g} in {len(broke)} of {len(seeds)} seeds, at steps "
+               f"{broke} of {total}"
+               + (f"; a step costs {cost_vs_none[breaker]:.2f}x a step without breaker" if breaker in cost_vs_none
+                  else "") + ".",
+        measured=measured)
 
 # %%
 record.write()

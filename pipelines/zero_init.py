@@ -3,13 +3,16 @@
 # Blumenfeld, Gilboa & Soudry (ICML 2020). ConstNet (stem and shortcuts average channels,
 # residual convs and classifier zero) has perfect signal propagation at init, and with a
 # symmetry breaker it trains to accuracy close to the He-initialized WRN of the same shape.
-# Thresholds are fixed in the conf before the run: `max_accuracy_gap` (smoke 5 points,
-# paper 2 points), `max_norm_ratio` (no vanishing/exploding: one order of magnitude across
-# depth), `min_baseline_acc` (the baseline learned at all).
+# The ConstNet arm trains under channel-uniform CPU kernels (oneDNN off), so its breaker is the
+# only source of channel asymmetry on every CPU. Thresholds are fixed in the conf before the
+# run: `accuracy_margin` (non-inferiority margin of the paired comparison over seeds; smoke
+# 5 points, paper 2 points), `max_norm_ratio` (no vanishing/exploding: one order of magnitude
+# across depth); He is the positive control (it must train).
 
 # %% tags=["parameters"]
 profile = "smoke"
 output_root = "."
+seed_set = 0
 seed = 0
 dataset = "digits"
 n_train = None
@@ -17,8 +20,8 @@ n_test = None
 depth = 10
 widen_factor = 2
 breaker = "dropout"
-seeds = [0, 1, 2]
-epochs = 13
+seeds = [0, 1, 2, 3, 4, 5]
+epochs = 20
 max_steps = None
 batch_size = 64
 lr = 0.1
@@ -29,10 +32,10 @@ gamma = 0.2
 augment = False
 device = "cpu"
 threads = 1
+workers = 2
 probe_batch = 256
 max_norm_ratio = 10.0
-min_baseline_acc = 0.8
-max_accuracy_gap = 0.05
+accuracy_margin = 0.05
 
 # %%
 import torch
@@ -41,13 +44,17 @@ from initrepro.claims import Check, StageRecord
 from initrepro.data import load_dataset
 from initrepro.models.wrn import probe_init, wrn
 from initrepro.plotting import subplots
+from initrepro.seeding import shift
 from initrepro.stats import mean_ci
-from initrepro.symmetry_breakers import train_arm
+from initrepro.symmetry_breakers import train_arms
 from initrepro.training import TrainConfig
+from initrepro.verdicts import compare, positive_control
 
 torch.set_num_threads(threads)
-record = StageRecord("zero_init", profile, seed=seed, output_root=output_root)
+seed, seeds = shift(seed, seed_set), shift(seeds, seed_set)
+record = StageRecord("zero_init", profile, seed=seed, output_root=output_root, seed_set=seed_set)
 train_set, test_set = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test)
+chance = 1.0 / train_set.num_classes
 shape = dict(depth=depth, widen_factor=widen_factor, num_classes=train_set.num_classes,
              in_channels=train_set.input_shape[0])
 
@@ -79,8 +86,9 @@ record.claim(
             Check("max/min RMS of layer outputs", norm_ratio, "<=", max_norm_ratio),
             Check("max/min residual-conv gradient norm", grad_ratio, "<=", max_norm_ratio)],
     figures=[signal_fig],
-    reason="ConstNet's exact properties at init measured on one batch; gradient norms after one SGD step "
-           "(at init the zero classifier blocks every gradient below it).",
+    reason=f"Measured on one batch of {len(x)}: layer-output RMS from {min(const.layer_rms):.3g} to "
+           f"{max(const.layer_rms):.3g}; residual-conv gradient norms after one SGD step (at init the zero "
+           f"classifier blocks every gradient below it) from {min(const.grad_norms):.3g} to {max(const.grad_norms):.3g}.",
     measured={"layer_rms": const.layer_rms, "grad_norms": const.grad_norms,
               "distinct_channels": const.distinct_channels, "he_layer_rms": probes["he"].layer_rms})
 
@@ -88,14 +96,13 @@ record.claim(
 # ## Training: ConstNet with a symmetry breaker vs the He-initialized WRN, several seeds
 
 # %%
-runs = {}
-for init, arm in (("constnet", breaker), ("he", "none")):
-    for s in seeds:
-        cfg = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, momentum=momentum,
-                          weight_decay=weight_decay, milestones=tuple(milestones), gamma=gamma,
-                          augment=augment, seed=s)
-        runs[init, s] = train_arm(arm, init, train_set, test_set, cfg, depth=depth, widen_factor=widen_factor,
-                                  track_every=None, device=device)
+jobs = [dict(breaker=arm, init=init, train_set=train_set, test_set=test_set, depth=depth, widen_factor=widen_factor,
+             track_every=None, device=device,
+             cfg=TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, momentum=momentum,
+                             weight_decay=weight_decay, milestones=tuple(milestones), gamma=gamma,
+                             augment=augment, seed=s))
+        for init, arm in (("constnet", breaker), ("he", "none")) for s in seeds]
+runs = {(j["init"], j["cfg"].seed): r for j, r in zip(jobs, train_arms(jobs, workers))}
 
 skipped = runs["constnet", seeds[0]].skipped
 
@@ -116,18 +123,18 @@ if skipped:
 else:
     const_mean, const_lo, const_hi = mean_ci(acc["constnet"])
     he_mean, he_lo, he_hi = mean_ci(acc["he"])
-    gap = he_mean - const_mean
+    steps = runs["he", seeds[0]].history.step[-1]
     record.claim(
         "constnet.trains_close_to_random",
-        checks=[Check("He-init WRN test accuracy (mean over seeds)", he_mean, ">=", min_baseline_acc,
-                      precondition=True),
-                Check("He minus ConstNet test accuracy (mean over seeds)", gap, "<=", max_accuracy_gap)],
+        [positive_control("He", acc["he"], chance),
+         compare(f"ConstNet + {breaker}", acc["constnet"], "He", acc["he"], margin=accuracy_margin, chance=chance)],
         figures=[acc_fig],
-        reason=f"ConstNet + {breaker} vs He init, {len(seeds)} seeds, same data, schedule and budget "
-               f"(WRN-{depth}-{widen_factor}, {dataset}); gap {gap:.3f} against the threshold {max_accuracy_gap}.",
+        reason=f"WRN-{depth}-{widen_factor} on {dataset}, {steps} SGD steps, same data order per seed: "
+               f"ConstNet + {breaker} {const_mean:.3f} (95% CI {const_lo:.3f} to {const_hi:.3f}), "
+               f"He {he_mean:.3f} ({he_lo:.3f} to {he_hi:.3f}).",
         measured={"constnet_acc": acc["constnet"], "he_acc": acc["he"],
                   "constnet_mean_ci": [const_mean, const_lo, const_hi], "he_mean_ci": [he_mean, he_lo, he_hi],
-                  "breaker": breaker, "steps": runs["he", seeds[0]].history.step[-1]})
+                  "breaker": breaker, "steps": steps})
 
 # %%
 record.write()

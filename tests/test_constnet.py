@@ -12,8 +12,9 @@ from initrepro.init.constnet import channel_average_
 from initrepro.models.wrn import probe_init, wrn
 from initrepro.symmetry import (SymmetryTracker, conv_layers, distinct_rows, diversity,
                                 mean_pairwise_correlation, relative_spread)
-from initrepro.symmetry_breakers import (BREAKERS, build_arm, permuted_weight_grad, seconds_per_step,
-                                         skip_reason, train_arm)
+from initrepro.symmetry_breakers import (BREAKERS, build_arm, channel_uniform_kernels, first_asymmetric_step,
+                                         onednn, permuted_weight_grad, probe_kernels, seconds_per_step,
+                                         skip_reason, train_arm, train_arms)
 from initrepro.training import TrainConfig, train
 
 
@@ -259,3 +260,75 @@ def test_diversity_is_exactly_constant_on_identical_rows():
     same_inputs = torch.randn(8, 1, 3, 3, generator=torch.Generator().manual_seed(0)).expand(8, 6, 3, 3)
     assert diversity([same_inputs]) == 0.5 * math.log(2.0 ** -52)
     assert diversity([torch.randn(8, 1, 3, 3)]) == 0.0  # one input channel: no pair
+
+
+# --- channel-uniform kernels, parallel arms, the kernel probe --------------------------------
+
+def test_channel_uniform_kernels_turn_onednn_off_and_restore():
+    before = torch.backends.mkldnn.enabled
+    with channel_uniform_kernels():
+        assert not torch.backends.mkldnn.enabled
+    with channel_uniform_kernels(False):
+        assert torch.backends.mkldnn.enabled == before
+    assert torch.backends.mkldnn.enabled == before
+    with onednn(True):
+        assert torch.backends.mkldnn.enabled
+    assert torch.backends.mkldnn.enabled == before
+
+
+def test_constnet_arms_train_with_channel_uniform_kernels(monkeypatch):
+    import initrepro.symmetry_breakers as sb
+
+    seen = []
+    real_train = sb.train
+    monkeypatch.setattr(sb, "train", lambda *a, **k: (seen.append(torch.backends.mkldnn.enabled), real_train(*a, **k))[1])
+    data = small_data(n=16)
+    cfg = TrainConfig(epochs=1, batch_size=16, max_steps=1)
+    for init in ("constnet", "he"):
+        train_arm("none", init, data, data, cfg, depth=10, widen_factor=1, progress=False)
+    assert seen == [False, torch.backends.mkldnn.enabled]
+
+
+def test_none_keeps_constnet_symmetric_in_both_directions_with_tracking():
+    data = small_data(n=64)
+    result = train_arm("none", "constnet", data, data, TrainConfig(epochs=2, batch_size=16, lr=0.1), depth=10,
+                       widen_factor=1, track_every=3, progress=False)
+    assert result.tracker.step == [0, 3, 6, 8]  # the final step is always recorded
+    assert set(result.tracker.max_distinct) == {1} and set(result.tracker.max_distinct_inputs) == {1}
+
+
+def test_test_acc_at_epoch():
+    data = small_data(n=32)
+    result = train_arm("dropout", "constnet", data, data, TrainConfig(epochs=2, batch_size=16), depth=10,
+                       widen_factor=1, track_every=None, progress=False)
+    assert result.test_acc_at(2) == result.final_test_acc and result.test_acc_at(1) == result.history.test_acc[0]
+    with pytest.raises(ValueError, match="epoch"):
+        result.test_acc_at(3)
+    result.history.diverged = True
+    assert result.test_acc_at(3) == 0.0
+
+
+def test_train_arms_in_processes_equals_in_process():
+    data = small_data(n=32)
+    jobs = [dict(breaker=b, init="constnet", train_set=data, test_set=data, depth=10, widen_factor=1,
+                 track_every=2, cfg=TrainConfig(epochs=1, batch_size=16, seed=1)) for b in ("ulp_jitter", "dropout")]
+    here, there = train_arms(jobs, workers=1), train_arms(jobs, workers=2)
+    for a, b in zip(here, there):
+        assert a.history.test_acc == b.history.test_acc and a.tracker.median_spread == b.tracker.median_spread
+    with pytest.raises(ValueError, match="workers"):
+        train_arms(jobs, workers=0)
+
+
+def test_first_asymmetric_step_none_with_channel_uniform_kernels():
+    data = small_data(n=64)
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=0.1, max_steps=4)
+    assert first_asymmetric_step(data, data, cfg, depth=10, widen_factor=1, mkldnn=False) is None
+
+
+def test_probe_kernels_runs_each_environment_in_a_fresh_interpreter():
+    probe = probe_kernels({"default": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}},
+                          dataset="digits", seed=0, steps=2, depth=10, widen_factor=1, batch_size=32, lr=0.1)
+    assert probe["default"]["cpu_capability"] == "DEFAULT"
+    assert probe["default"]["mkldnn_off"] is None
+    with pytest.raises(ValueError, match="steps"):
+        probe_kernels({}, dataset="digits", seed=0, steps=0, depth=10, widen_factor=1, batch_size=32, lr=0.1)

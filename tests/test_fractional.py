@@ -6,7 +6,8 @@ import torch
 
 from initrepro.init import fractional_moment_normal_
 from initrepro.init.dense import reinit_linear_
-from initrepro.lognorm import log_norm_ratios, log_norm_ratios_looped, moment_z, standardized_lognorm
+from initrepro.lognorm import (gaussianity_z, ks_z, log_norm_ratios, moment_z, rotational_log_norms,
+                               rotational_log_ratios, standardized_lognorm)
 from initrepro.models import mlp
 from initrepro.theory.fractional import he_sigma, lognorm_limit, sigma_s, sigma_s_closed_form
 
@@ -71,37 +72,91 @@ def test_init_fills_with_sigma_s_and_is_seeded():
         fractional_moment_normal_(torch.empty(3, 3), 3.0)
 
 
+@pytest.mark.parametrize("sampler", [log_norm_ratios, rotational_log_ratios])
 @pytest.mark.parametrize("activation, a", [("relu", 0.0), ("leaky_relu", 0.3), ("linear", 0.0)])
-def test_monte_carlo_preserves_the_moment_and_matches_the_limit(activation, a):
-    s, d = 0.7, 16
-    r = log_norm_ratios(400, d, 50, sigma_s(d, s, activation, a), activation, a,
-                        generator=torch.Generator().manual_seed(1))
+def test_monte_carlo_preserves_the_moment_and_matches_the_limit(sampler, activation, a):
+    s, d, depth = 0.7, 16, 50
+    r = sampler(400, d, depth, sigma_s(d, s, activation, a), activation, a, generator=torch.Generator().manual_seed(1))
+    assert r.shape == (400, depth) and r.dtype == torch.float64
     assert abs(moment_z(r, s)[2]) < 4
     mu, rho2 = lognorm_limit(d, s, activation, a)
-    z = standardized_lognorm(r, mu, rho2)
+    z = standardized_lognorm(r.sum(1), depth, mu, rho2)
     assert abs(z.mean().item()) * math.sqrt(len(z)) < 4
     assert abs(r.var().item() / rho2 - 1) < 0.05
 
 
 def test_he_scale_fails_the_fractional_moment():
-    r = log_norm_ratios(400, 16, 50, he_sigma(16), generator=torch.Generator().manual_seed(2))
-    assert moment_z(r, 0.5)[2] < -4
+    for sampler in (log_norm_ratios, rotational_log_ratios):
+        r = sampler(400, 16, 50, he_sigma(16), generator=torch.Generator().manual_seed(2))
+        assert moment_z(r, 0.5)[2] < -4
 
 
-def test_batched_and_looped_simulations_agree_in_distribution():
+@pytest.mark.parametrize("activation, a", [("relu", 0.0), ("leaky_relu", 0.2), ("linear", 0.0)])
+def test_rotational_sampler_matches_the_matrix_path_two_sample_ks(activation, a):
+    # Same law: KS two-sample tests on per-layer log R and on log-norms at depth 20 (fixed seed;
+    # |z| < 4 is a 6e-5 two-sided level per test).
     gen = torch.Generator().manual_seed(3)
-    sigma = sigma_s(8, 1.0, "linear")  # linear: no dead networks to drop
-    batched = log_norm_ratios(300, 8, 20, sigma, "linear", generator=gen)
-    looped = log_norm_ratios_looped(300, 8, 20, sigma, "linear", generator=gen)
+    d, depth, sigma = 16, 20, sigma_s(16, 1.0, activation, a)
+    matrix = log_norm_ratios(1500, d, depth, sigma, activation, a, generator=gen)
+    rotational = rotational_log_ratios(1500, d, depth, sigma, activation, a, generator=gen)
+    assert abs(ks_z(matrix.flatten(), rotational.flatten())) < 4
+    assert abs(ks_z(matrix.sum(1), rotational.sum(1))) < 4
+
+
+def test_ks_two_sample_detects_a_wrong_scale():
+    gen = torch.Generator().manual_seed(4)
+    matrix = log_norm_ratios(1500, 16, 20, sigma_s(16, 1.0), generator=gen)
+    wrong = rotational_log_ratios(1500, 16, 20, 1.05 * sigma_s(16, 1.0), generator=gen)
+    assert ks_z(matrix.sum(1), wrong.sum(1)) > 6
+
+
+def test_rotational_log_norms_are_the_sums_seeded_and_chunk_independent(monkeypatch):
+    import initrepro.lognorm as lognorm
+
+    args = (300, 8, 40, sigma_s(8, 1.0, "linear"), "linear")
+    sums = rotational_log_norms(*args, generator=torch.Generator().manual_seed(5))
+    ratios = rotational_log_ratios(*args, generator=torch.Generator().manual_seed(5))
+    assert sums.shape == (300,) and torch.allclose(sums, ratios.sum(1))
+    assert torch.equal(sums, rotational_log_norms(*args, generator=torch.Generator().manual_seed(5)))
+    monkeypatch.setattr(lognorm, "CHUNK_NORMALS", 8 * 40 * 7)  # 43 chunks of 7 networks
+    torch.set_num_threads(1)
+    try:
+        chunked = rotational_log_norms(*args, generator=torch.Generator().manual_seed(5))
+    finally:
+        torch.set_num_threads(2)
+    assert chunked.shape == (300,)
     rho2 = lognorm_limit(8, 1.0, "linear")[1]
-    assert abs(batched.mean() - looped.mean()) < 4 * math.sqrt(2 * rho2 / batched.numel())
+    assert abs(chunked.mean() - sums.mean()) < 5 * math.sqrt(2 * 40 * rho2 / 300)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(num_networks=0), "num_networks"), (dict(depth=0), "depth"), (dict(sigma=0.0), "sigma"),
+    (dict(width=0), "width"), (dict(activation="tanh"), "activation"),
+])
+def test_rotational_sampler_bad_arguments(kwargs, match):
+    args = {"num_networks": 2, "width": 4, "depth": 3, "sigma": 0.5, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        rotational_log_ratios(**args)
+
+
+def test_gaussianity_z_is_calibrated_and_detects_departures():
+    rng = np.random.default_rng(0)
+    ok = gaussianity_z(torch.from_numpy(rng.standard_normal(20000)))
+    assert max(abs(v) for v in ok.values()) < 4
+    assert gaussianity_z(torch.from_numpy(1.1 * rng.standard_normal(20000)))["var"] > 6
+    assert gaussianity_z(torch.from_numpy(rng.standard_normal(20000) + 0.05))["mean"] > 4
+    assert gaussianity_z(torch.from_numpy(rng.exponential(size=20000) - 1))["ks"] > 6
+    # heavy tails: the variance test uses the sample's fourth moment, so it stays calibrated
+    t = rng.standard_t(5, size=(200, 5000)) / math.sqrt(5 / 3)
+    assert np.mean([abs(gaussianity_z(torch.from_numpy(row))["var"]) > 2.576 for row in t]) < 0.04
 
 
 def test_dead_relu_networks_give_minus_inf_and_are_dropped():
-    r = log_norm_ratios(2000, 1, 3, 1.0, generator=torch.Generator().manual_seed(0))
-    dead = torch.isinf(r).any(1)
-    assert 0 < dead.float().mean() < 1
-    assert len(standardized_lognorm(r, *lognorm_limit(1, 1.0))) == (~dead).sum()
+    for sampler in (log_norm_ratios, rotational_log_ratios):
+        r = sampler(2000, 1, 3, 1.0, generator=torch.Generator().manual_seed(0))
+        dead = torch.isinf(r).any(1)
+        assert 0 < dead.float().mean() < 1
+        assert len(standardized_lognorm(r.sum(1), 3, *lognorm_limit(1, 1.0))) == (~dead).sum()
 
 
 def test_reinit_linear_uses_the_named_scheme():

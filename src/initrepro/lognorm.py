@@ -1,14 +1,29 @@
-"""Monte Carlo of the per-layer log-norm ratios of many random networks at once.
+"""Monte Carlo of the log-norm ratios of many random networks at once, by two samplers.
 
-All ``num_networks`` networks advance together: one batched matmul per layer, the state
-renormalized to unit norm after every layer (the maps are positively homogeneous, so this
-changes no ratio) and log||x_k|| accumulated as a sum of logs, so nothing under- or
-overflows at any depth.
+Both simulate x_k = phi(W_k x_{k-1}) with W_ij ~ N(0, sigma^2) i.i.d. (width d, no bias,
+phi positively homogeneous) and return log R_k = log(||x_k|| / ||x_{k-1}||).
+
+- :func:`log_norm_ratios` (the *matrix path*): every network carries its state through a
+  d x d Gaussian matrix per layer, one batched matmul per layer, the state renormalized to
+  unit norm after every layer (this changes no ratio), so nothing under- or overflows.
+- :func:`rotational_log_ratios` / :func:`rotational_log_norms` (the *rotational sampler*):
+  for a fresh Gaussian W, W x ~ N(0, sigma^2 ||x||^2 I_d) whatever x is, so
+  R_k = ||phi(sigma g_k)|| with g_k ~ N(0, I_d) independent of everything before: one
+  d-vector of normals per layer instead of a d x d matrix (d times fewer normals, no matmul).
+  Work is split into chunks of networks, each with its own generator seeded from
+  ``generator``, so the result does not depend on the number of threads.
+
+A ReLU network whose units all die (probability 2^-d per layer) gets log R = -inf.
 """
 
 from __future__ import annotations
 
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import torch
+from scipy import stats
 from tqdm import tqdm
 
 from initrepro.theory.fractional import check_args
@@ -18,20 +33,25 @@ _PHI = {
     "leaky_relu": lambda z, a: torch.nn.functional.leaky_relu(z, a),
     "linear": lambda z, a: z,
 }
+#: float32 normals per chunk of the rotational sampler (64 MiB): fixed, so results do not
+#: depend on the number of threads
+CHUNK_NORMALS = 1 << 24
+
+
+def _check_sizes(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
 
 
 def log_norm_ratios(num_networks: int, width: int, depth: int, sigma: float, activation: str = "relu",
                     negative_slope: float = 0.0, generator: torch.Generator | None = None,
                     progress: bool = False) -> torch.Tensor:
-    """log(||x_k|| / ||x_{k-1}||) for k = 1..depth, shape (num_networks, depth), float64.
-
-    Each network has its own i.i.d. N(0, sigma^2) weights (width x width, no bias) and a random
-    unit input; a network whose units all die gets -inf from then on.
-    """
+    """The matrix path: log(||x_k|| / ||x_{k-1}||) for k = 1..depth, shape (num_networks, depth),
+    float64. Each network has its own i.i.d. N(0, sigma^2) weights (width x width, no bias) and
+    a random unit input."""
     check_args(width, None, activation, negative_slope)
-    for name, value in (("num_networks", num_networks), ("depth", depth)):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+    _check_sizes(num_networks=num_networks, depth=depth)
     phi = _PHI[activation]
     x = torch.randn(num_networks, width, 1, generator=generator)
     x = x / x.norm(dim=1, keepdim=True)
@@ -45,20 +65,60 @@ def log_norm_ratios(num_networks: int, width: int, depth: int, sigma: float, act
     return out
 
 
-def log_norm_ratios_looped(num_networks: int, width: int, depth: int, sigma: float, activation: str = "relu",
-                           negative_slope: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The same simulation one network at a time: the reference the batched version is timed against."""
-    phi = _PHI[activation]
-    out = torch.empty(num_networks, depth, dtype=torch.float64)
-    for i in range(num_networks):
-        x = torch.randn(width, generator=generator)
-        x = x / x.norm()
-        for k in range(depth):
-            x = phi(torch.randn(width, width, generator=generator).mul_(sigma) @ x, negative_slope)
-            norm = x.norm()
-            out[i, k] = norm.double().log()
-            x = x / norm.clamp_min(torch.finfo(x.dtype).tiny)
-    return out
+def _rotational_chunk(seed: int, num_networks: int, width: int, depth: int, sigma: float, activation: str,
+                      negative_slope: float, reduce: bool) -> torch.Tensor:
+    g = torch.empty(num_networks, depth, width).normal_(generator=torch.Generator().manual_seed(seed))
+    if activation == "relu":
+        g.clamp_min_(0)
+    elif activation == "leaky_relu":
+        g = torch.nn.functional.leaky_relu_(g, negative_slope)
+    log_r = torch.linalg.vector_norm(g, dim=-1).log_().double().add_(math.log(sigma))
+    return log_r.sum(1) if reduce else log_r
+
+
+def _rotational(num_networks: int, width: int, depth: int, sigma: float, activation: str, negative_slope: float,
+                generator: torch.Generator | None, reduce: bool, progress: bool) -> torch.Tensor:
+    check_args(width, None, activation, negative_slope)
+    _check_sizes(num_networks=num_networks, depth=depth)
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    per_chunk = max(1, CHUNK_NORMALS // (depth * width))
+    sizes = [min(per_chunk, num_networks - i) for i in range(0, num_networks, per_chunk)]
+    seeds = torch.randint(0, 2 ** 62, (len(sizes),), generator=generator).tolist()
+    with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
+        parts = pool.map(lambda job: _rotational_chunk(job[0], job[1], width, depth, sigma, activation,
+                                                       negative_slope, reduce), zip(seeds, sizes))
+        return torch.cat(list(tqdm(parts, total=len(sizes), desc="network chunks", disable=not progress,
+                                   leave=False)))
+
+
+def rotational_log_ratios(num_networks: int, width: int, depth: int, sigma: float, activation: str = "relu",
+                          negative_slope: float = 0.0, generator: torch.Generator | None = None,
+                          progress: bool = False) -> torch.Tensor:
+    """The rotational sampler: log R_k = log ||phi(sigma g_k)||, g_k ~ N(0, I_width), for
+    k = 1..depth, shape (num_networks, depth), float64 -- the same law as :func:`log_norm_ratios`.
+
+        >>> rotational_log_ratios(3, 64, 10, 0.18, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([3, 10])
+    """
+    return _rotational(num_networks, width, depth, sigma, activation, negative_slope, generator, False, progress)
+
+
+def rotational_log_norms(num_networks: int, width: int, depth: int, sigma: float, activation: str = "relu",
+                         negative_slope: float = 0.0, generator: torch.Generator | None = None,
+                         progress: bool = False) -> torch.Tensor:
+    """log||x_L|| - log||x_0|| at L = ``depth`` for each network, shape (num_networks,), float64,
+    by the rotational sampler in memory-bounded chunks (10^5 networks of depth 1000 take
+    6.4e9 normals at width 64 but never more than a chunk of memory)."""
+    return _rotational(num_networks, width, depth, sigma, activation, negative_slope, generator, True, progress)
+
+
+def ks_z(x, y=None) -> float:
+    """Kolmogorov-Smirnov test as a two-sided z-score, z = Phi^-1(1 - p/2): one-sample against
+    N(0, 1) when ``y`` is None, else two-sample ``x`` against ``y``."""
+    x = np.asarray(x, dtype=float)
+    p = stats.kstest(x, "norm").pvalue if y is None else stats.ks_2samp(x, np.asarray(y, dtype=float)).pvalue
+    return float(stats.norm.isf(p / 2))
 
 
 def moment_z(log_ratios: torch.Tensor, s: float) -> tuple[float, float, float]:
@@ -71,9 +131,21 @@ def moment_z(log_ratios: torch.Tensor, s: float) -> tuple[float, float, float]:
     return mean, se, (mean - 1) / se
 
 
-def standardized_lognorm(log_ratios: torch.Tensor, mu: float, rho2: float) -> torch.Tensor:
-    """(log||x_L|| - log||x_0|| - L mu) / sqrt(L rho2) per network (dead networks dropped)."""
-    g = log_ratios.sum(dim=1)
-    g = g[torch.isfinite(g)]
-    depth = log_ratios.shape[1]
+def standardized_lognorm(log_norms: torch.Tensor, depth: int, mu: float, rho2: float) -> torch.Tensor:
+    """(log||x_L|| - log||x_0|| - L mu) / sqrt(L rho2) per network (dead networks dropped);
+    ``log_norms`` holds log||x_L|| - log||x_0|| per network, L = ``depth``."""
+    g = log_norms[torch.isfinite(log_norms)]
     return (g - depth * mu) / (depth * rho2) ** 0.5
+
+
+def gaussianity_z(z: torch.Tensor) -> dict[str, float]:
+    """Three z-scores of "``z`` is a sample of N(0, 1)": the mean (sqrt(M) mean), the variance
+    ((var - 1) / se, se from the sample's fourth central moment, sqrt((m4 - var^2) / M), so
+    the test stays calibrated when the tails are not yet Gaussian) and the KS shape test
+    (:func:`ks_z`)."""
+    z = np.asarray(z, dtype=float)
+    m = len(z)
+    var = z.var(ddof=1)
+    m4 = float(((z - z.mean()) ** 4).mean())
+    return {"mean": float(z.mean() * math.sqrt(m)), "var": float((var - 1) / math.sqrt(max(m4 - var ** 2, 0) / m)),
+            "ks": ks_z(z)}

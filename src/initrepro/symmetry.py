@@ -104,14 +104,16 @@ def conv_layers(model: nn.Module) -> dict[str, torch.Tensor]:
 class SymmetryTracker:
     """``after_step`` hook recording symmetry measures every ``every`` steps (and at step 0
     via ``record(model, 0)``). Per record: the authors' diversity over all conv/linear
-    layers, and over the 3x3 convs the min / mean fraction of distinct output filters and
-    the median relative spread of output filters."""
+    layers, and over the 3x3 convs the min / max / mean fraction of distinct output filters,
+    the max number of distinct input channels (symmetry in the other direction) and the
+    median relative spread of output filters."""
 
     every: int = 10
     step: list[int] = field(default_factory=list)
     diversity: list[float] = field(default_factory=list)
     min_distinct: list[int] = field(default_factory=list)
     max_distinct: list[int] = field(default_factory=list)
+    max_distinct_inputs: list[int] = field(default_factory=list)
     distinct_fraction: list[float] = field(default_factory=list)
     median_spread: list[float] = field(default_factory=list)
 
@@ -132,6 +134,7 @@ class SymmetryTracker:
         self.diversity.append(diversity(list(tracked_layers(model).values())))
         self.min_distinct.append(min(counts))
         self.max_distinct.append(max(counts))
+        self.max_distinct_inputs.append(max(distinct_rows(w, dim=1) for w in convs))
         self.distinct_fraction.append(sum(c / w.shape[0] for c, w in zip(counts, convs)) / len(convs))
         self.median_spread.append(float(spreads.median()))
 

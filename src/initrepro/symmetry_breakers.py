@@ -15,24 +15,39 @@ What breaks the symmetry is anything that treats channels differently within one
   ``1 + 2^-24 u`` is not representable);
 - ``dropout``: dropout p = 0.01 on the residual branch, the authors' explicit breaker.
 
+On CPU the breaker must be the only source of channel asymmetry, so ConstNet arms train
+under :func:`channel_uniform_kernels`: oneDNN (mkldnn) convolutions are off and the
+convolutions run im2col + BLAS, whose arithmetic is the same for every output channel.
+oneDNN's own kernels are not: on some instruction sets (AVX2, seen on two machines) they
+round identical filters differently and break the symmetry by themselves within a few
+dozen steps. :func:`probe_kernels` measures that CPU-kernel effect per instruction set in
+fresh interpreters (``ONEDNN_MAX_CPU_ISA`` is read once, when torch first uses oneDNN).
+
     >>> result = train_arm("ulp_jitter", "constnet", train_set, test_set, cfg, depth=10, widen_factor=2)
     >>> result.tracker.min_distinct[-1]
 """
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
+import subprocess
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
-from initrepro.data import TensorData
+from initrepro.data import TensorData, load_dataset
 from initrepro.models.wrn import wrn
-from initrepro.symmetry import SymmetryTracker
+from initrepro.symmetry import SymmetryTracker, conv_layers, distinct_rows
 from initrepro.training import History, Hook, TrainConfig, train
 
 REDUCTION_BLOCKS = 32  # partial sums per weight-gradient reduction in the reduction_order emulation
@@ -98,6 +113,23 @@ def _ulp_jitter_hook(generator: torch.Generator) -> Hook:
                 # Multiplicative noise: an exact zero stays zero.
                 p.grad.copy_(torch.where(p.grad != 0, torch.nextafter(p.grad, direction), p.grad))
     return before_step
+
+
+@contextmanager
+def onednn(enabled: bool):
+    """oneDNN (mkldnn) CPU kernels on or off inside the block, restored after it."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = enabled
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
+
+
+def channel_uniform_kernels(enabled: bool = True):
+    """CPU convolutions whose arithmetic is the same for every channel (oneDNN off) inside the
+    block while ``enabled``; with ``enabled=False`` the kernels are left as they are."""
+    return onednn(False) if enabled else nullcontext()
 
 
 def _set_cuda_determinism(deterministic: bool) -> None:
@@ -166,6 +198,14 @@ class ArmResult:
     def final_test_acc(self) -> float:
         return float("nan") if self.history is None else self.history.final_test_acc
 
+    def test_acc_at(self, epoch: int) -> float:
+        """Test accuracy after ``epoch`` epochs (0 if the run diverged before; NaN if skipped)."""
+        if self.history is None:
+            return float("nan")
+        if epoch < 1 or epoch > len(self.history.test_acc) and not self.history.diverged:
+            raise ValueError(f"epoch must be in [1, {len(self.history.test_acc)}], got {epoch}")
+        return 0.0 if epoch > len(self.history.test_acc) else self.history.test_acc[epoch - 1]
+
 
 def build_arm(breaker: str, init: str, *, depth: int, widen_factor: int, num_classes: int, in_channels: int,
               seed: int = 0, device: str | torch.device = "cpu") -> tuple[nn.Module, Hook | None]:
@@ -185,9 +225,11 @@ def build_arm(breaker: str, init: str, *, depth: int, widen_factor: int, num_cla
 
 def train_arm(breaker: str, init: str, train_set: TensorData, test_set: TensorData, cfg: TrainConfig, *,
               depth: int, widen_factor: int, track_every: int | None = 10, device: str | torch.device = "cpu",
-              progress: bool = True) -> ArmResult:
+              progress: bool = True, channel_uniform: bool | None = None) -> ArmResult:
     """Train one arm (a breaker and an init), tracking its symmetry every ``track_every`` steps
-    (None: only at init); skipped if it cannot run here."""
+    (None: only at init); skipped if it cannot run here. ``channel_uniform`` (default: for
+    ConstNet) trains under :func:`channel_uniform_kernels`, so that the breaker is the only
+    source of channel asymmetry."""
     reason = skip_reason(breaker, device)
     result = ArmResult(breaker, init, cfg.seed, skipped=reason,
                        tracker=SymmetryTracker(every=track_every or 1))
@@ -200,31 +242,109 @@ def train_arm(breaker: str, init: str, train_set: TensorData, test_set: TensorDa
         train_set = TensorData(train_set.x.to(device), train_set.y.to(device), train_set.num_classes, train_set.name)
         test_set = TensorData(test_set.x.to(device), test_set.y.to(device), test_set.num_classes, test_set.name)
     result.tracker.record(model, 0)
+    uniform = init == "constnet" if channel_uniform is None else channel_uniform
     start = time.perf_counter()
-    result.history = train(model, train_set, test_set, cfg, before_step=before_step,
-                           after_step=result.tracker if track_every else None,
-                           progress=progress, desc=f"{init}/{breaker}/seed{cfg.seed}")
+    with channel_uniform_kernels(uniform and torch.device(device).type == "cpu"):
+        result.history = train(model, train_set, test_set, cfg, before_step=before_step,
+                               after_step=result.tracker if track_every else None,
+                               progress=progress, desc=f"{init}/{breaker}/seed{cfg.seed}")
+    if track_every and result.history.step and result.tracker.step[-1] != result.history.step[-1]:
+        result.tracker.record(model, result.history.step[-1])  # the final state is always recorded
     result.train_seconds = time.perf_counter() - start
     return result
 
 
 def seconds_per_step(breaker: str, x: torch.Tensor, y: torch.Tensor, *, depth: int, widen_factor: int,
-                     num_classes: int, steps: int = 10, seed: int = 0) -> float:
+                     num_classes: int, steps: int = 10, seed: int = 0, channel_uniform: bool = True) -> float:
     """Least wall time over ``steps`` SGD steps (forward, backward, breaker, update) of a
-    ConstNet with ``breaker`` on the batch ``(x, y)``: on a shared CPU the least time is the
-    best estimate of the uncontended cost."""
+    ConstNet with ``breaker`` on the batch ``(x, y)`` (under :func:`channel_uniform_kernels`
+    unless ``channel_uniform=False``): on a shared CPU the least time is the best estimate
+    of the uncontended cost; compare arms only by ratios of times from one run."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     model, before_step = build_arm(breaker, "constnet", depth=depth, widen_factor=widen_factor,
                                    num_classes=num_classes, in_channels=x.shape[1], seed=seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     times = []
-    for step in range(steps + 2):  # two warm-up steps
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        if before_step:
-            before_step(model, step)
-        optimizer.step()
-        times.append(time.perf_counter() - start)
+    with channel_uniform_kernels(channel_uniform):
+        for step in range(steps + 2):  # two warm-up steps
+            start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            if before_step:
+                before_step(model, step)
+            optimizer.step()
+            times.append(time.perf_counter() - start)
     return min(times[2:])
+
+
+def _train_arm_job(job: dict) -> ArmResult:
+    torch.set_num_threads(1)
+    return train_arm(**job, progress=False)
+
+
+def train_arms(jobs: list[dict], workers: int = 1) -> list[ArmResult]:
+    """``train_arm(**job)`` for every job, in ``workers`` processes of one thread each
+    (``workers=1``: in this process). Runs are independent and seeded, so the results do not
+    depend on ``workers``."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers == 1:
+        return [train_arm(**job) for job in jobs]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(tqdm(pool.map(_train_arm_job, jobs), total=len(jobs), desc="arms"))
+
+
+def first_asymmetric_step(train_set: TensorData, test_set: TensorData, cfg: TrainConfig, *, depth: int,
+                          widen_factor: int, mkldnn: bool) -> int | None:
+    """First SGD step after which a ConstNet without a breaker has two bitwise-distinct output
+    filters or input channels in some conv (None: symmetric for all ``cfg.max_steps`` steps),
+    with oneDNN convolutions on (``mkldnn=True``) or off."""
+    model, _ = build_arm("none", "constnet", depth=depth, widen_factor=widen_factor,
+                         num_classes=train_set.num_classes, in_channels=train_set.input_shape[0], seed=cfg.seed)
+    first: list[int] = []
+
+    def after_step(m: nn.Module, step: int) -> None:
+        if not first and any(distinct_rows(w) > 1 or distinct_rows(w, dim=1) > 1 for w in conv_layers(m).values()):
+            first.append(step)
+
+    with onednn(mkldnn):
+        train(model, train_set, test_set, cfg, after_step=after_step, progress=False)
+    return first[0] if first else None
+
+
+def _kernel_probe_main(args: dict) -> dict:
+    """One probe, run in a fresh interpreter by :func:`probe_kernels`."""
+    torch.set_num_threads(1)
+    train_set, test_set = load_dataset(args["dataset"], seed=args["seed"])
+    cfg = TrainConfig(epochs=10 ** 6, max_steps=args["steps"], batch_size=args["batch_size"], lr=args["lr"],
+                      momentum=0.9, weight_decay=5e-4, seed=args["seed"])
+    first = {f"mkldnn_{'on' if on else 'off'}": first_asymmetric_step(
+        train_set, test_set, cfg, depth=args["depth"], widen_factor=args["widen_factor"], mkldnn=on)
+        for on in (True, False)}
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), **first}
+
+
+def probe_kernels(envs: dict[str, dict[str, str]], *, dataset: str, seed: int, steps: int, depth: int,
+                  widen_factor: int, batch_size: int, lr: float) -> dict[str, dict]:
+    """The CPU-kernel effect on ConstNet's symmetry: for each named environment (e.g.
+    ``{"AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}``; ``{}`` is this process's kernel path) a fresh
+    interpreter trains a ConstNet without breaker for ``steps`` steps with oneDNN on and off,
+    and reports the first step with distinct filters (None: none). Environments run in
+    parallel, one thread each."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    args = json.dumps(dict(dataset=dataset, seed=seed, steps=steps, depth=depth, widen_factor=widen_factor,
+                           batch_size=batch_size, lr=lr))
+    code = "import json, sys; from initrepro.symmetry_breakers import _kernel_probe_main as m; " \
+           "print(json.dumps(m(json.loads(sys.argv[1]))))"
+    procs = {name: subprocess.Popen([sys.executable, "-c", code, args], stdout=subprocess.PIPE, text=True,
+                                    env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+             for name, env in envs.items()}
+    results = {}
+    for name, proc in procs.items():
+        out, _ = proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(f"kernel probe {name!r} failed with exit code {proc.returncode}")
+        results[name] = {"env": envs[name], **json.loads(out.strip().splitlines()[-1])}
+    return results

@@ -10,6 +10,7 @@ from initrepro.init.fractional import fractional_moment_normal_
 from initrepro.init.identity import identity_
 from initrepro.init.idinit import channel_identity_, idinit_, idinit_resnet_, idinit_zero_
 from initrepro.init.looks_linear import looks_linear_
+from initrepro.init.parameter_sharing import init_relu_mlp_, parameter_sharing_, shared_blocks
 from initrepro.init.risotto import risotto_
 from initrepro.init.zero import zero_hadamard_, zero_resnet_
 
@@ -17,3 +18,4 @@ __all__ = ["channel_average_", "eoi_", "fixup_", "fractional_moment_normal_", "i
            "skipinit_", "sparse_delta_orthogonal_"]
 __all__ += ["zero_hadamard_", "zero_resnet_"]
 __all__ += ["channel_identity_", "idinit_", "idinit_resnet_", "idinit_zero_"]
+__all__ += ["init_relu_mlp_", "parameter_sharing_", "shared_blocks"]

@@ -137,6 +137,24 @@ def _apply_rounds(wide_t: np.ndarray, i, j, cos, sin, rounds: np.ndarray) -> Non
         wide_t[rows] = coef_same[:, lo:hi] * x + coef_swap[:, lo:hi] * x[::-1]
 
 
+def _check_args(rows: int, cols: int, density: float, gain: float) -> None:
+    if not gain > 0:
+        raise ValueError(f"gain must be > 0, got {gain}")
+    if rows < 1 or cols < 1:
+        raise ValueError(f"rows and cols must be >= 1, got {rows} x {cols}")
+    _check_density(density, rows, cols)
+
+
+def _eoi_matrix(rows: int, cols: int, density: float, gain: float, generator: torch.Generator | None) -> np.ndarray:
+    """One EOI matrix of shape ``(rows, cols)`` (float64, arguments already checked)."""
+    short, long = sorted((rows, cols))
+    wide_t = _eoi_wide_t(short, long, density, generator)
+    if gain != 1.0:
+        wide_t *= gain
+    # wide_t is W^T of the wide (short x long) matrix; a tall result is W^T itself.
+    return wide_t.T if rows <= cols else wide_t
+
+
 def eoi_matrices(count: int, rows: int, cols: int, density: float, *, gain: float = 1.0,
                  generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
     """``count`` independent EOI matrices of shape ``(rows, cols)`` (Nowak et al. 2024, Alg. 1).
@@ -150,18 +168,9 @@ def eoi_matrices(count: int, rows: int, cols: int, density: float, *, gain: floa
     """
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    if not gain > 0:
-        raise ValueError(f"gain must be > 0, got {gain}")
-    if rows < 1 or cols < 1:
-        raise ValueError(f"rows and cols must be >= 1, got {rows} x {cols}")
-    _check_density(density, rows, cols)
-    short, long = sorted((rows, cols))
-    wide_t = torch.from_numpy(np.stack([_eoi_wide_t(short, long, density, generator) for _ in range(count)]))
-    if gain != 1.0:
-        wide_t.mul_(gain)
-    # wide_t is W^T of the wide (short x long) matrix; a tall result is its transpose back.
-    out = wide_t.transpose(1, 2) if rows <= cols else wide_t
-    return out.to(dtype).contiguous()
+    _check_args(rows, cols, density, gain)
+    return torch.from_numpy(np.stack([_eoi_matrix(rows, cols, density, gain, generator)
+                                      for _ in range(count)])).to(dtype)
 
 
 def eoi_reference(rows: int, cols: int, density: float,
@@ -250,6 +259,12 @@ def eoi_(tensor: Tensor, density: float, gain: float = 1.0,
         >>> torch.allclose(w @ w.T, torch.eye(64), atol=1e-6)
         True
     """
+    if tensor.dim() == 2:
+        # The path of model.apply: one matrix straight from the core, with two torch calls.
+        _check_args(*tensor.shape, density, gain)
+        with torch.no_grad():
+            tensor.copy_(torch.from_numpy(_eoi_matrix(*tensor.shape, density, gain, generator)))
+        return tensor, tensor != 0
     weights, mask = eoi_stack(1, tuple(tensor.shape), density, gain=gain, generator=generator, dtype=tensor.dtype)
     with torch.no_grad():
         tensor.copy_(weights[0])

@@ -60,13 +60,28 @@ class ClassUnitMLP(nn.Module):
         return h[:, self.in_features:]
 
     def preactivations(self, x: torch.Tensor) -> torch.Tensor:
-        """Pre-activations of every layer, shape ``(depth, batch, width)``."""
+        """Pre-activations ``h_l`` of every layer, shape ``(depth, batch, width)``."""
+        return self._trace(x, after_linear=True)
+
+    def activations(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs ``x_l`` of every layer, shape ``(depth, batch, width)``; ``x_l[..., :D]`` is an image."""
+        return self._trace(x, after_linear=False)
+
+    def _trace(self, x: torch.Tensor, after_linear: bool) -> torch.Tensor:
         h, out = self.embed(x), []
         for module in self.body:
             h = module(h)
-            if isinstance(module, nn.Linear):
+            if isinstance(module, nn.Linear) == after_linear:
                 out.append(h)
         return torch.stack(out)
+
+    @torch.no_grad()
+    def contributions(self, x: torch.Tensor, layers: list[int], base: int = 0) -> torch.Tensor:
+        """Contribution maps ``x_l[:D] - x_base[:D]`` at the 1-based ``layers`` (``x_0`` is the
+        input), reshaped like ``x``: what layers ``base+1..l`` changed in input space, shape
+        ``(len(layers), *x.shape)``. ``base=1`` leaves out the first layer's clipping of the input."""
+        states = torch.cat([x.flatten(1)[None], self.activations(x)[..., :self.in_features]])
+        return (states[layers] - states[base]).reshape(len(layers), *x.shape)
 
 
 def init_class_unit_mlp_(model: ClassUnitMLP, scheme: str, gain: float = 1.0,

@@ -206,7 +206,7 @@ screen = [gaussianity_z(standardized[label])[t] for label in labels for t in tes
 
 
 def confirm_gauss(indices):
-    fresh = {i // len(tests): gaussianity_z(lognorm_z(i // len(tests))) for i in indices}
+    fresh = {c: gaussianity_z(lognorm_z(c)) for c in sorted({i // len(tests) for i in indices})}
     return [fresh[i // len(tests)][tests[i % len(tests)]] for i in indices]
 
 

@@ -52,7 +52,7 @@ from initrepro.plotting import subplots
 from initrepro.seeding import shift
 from initrepro.theory.identity import binomial_z, jjt_eigenvalues, two_point_law
 from initrepro.training import TrainConfig
-from initrepro.verdicts import compare, positive_control, two_stage
+from initrepro.verdicts import collapsed, compare, positive_control, two_stage
 
 torch.set_num_threads(threads)
 torch.set_flush_denormal(True)
@@ -141,7 +141,8 @@ train_kwargs = dict(depth=depth, activation=activation, schemes=schemes, cfg=cfg
 runs = run_seeds(dataset, train_seeds, n_train=n_train, n_test=n_test, **train_kwargs)
 final = {s: np.array([r.test_acc[s] for r in runs]) for s in schemes}
 control = np.array([r.control_acc for r in runs])
-chance = 1.0 / 10  # ten classes in digits, MNIST, Fashion-MNIST, CIFAR-10
+_, first_test = load_dataset(dataset, seed=train_seeds[0], n_train=n_train, n_test=n_test)  # the first seed's split
+chance = 1.0 / first_test.num_classes
 
 fig, ax = subplots(figsize=(6, 4))
 for name in schemes:
@@ -155,7 +156,7 @@ ax.set(xlabel="epoch", ylabel="test accuracy", title=f"{activation} MLP, width D
 ax.legend(fontsize=8)
 fig_train = record.figure(fig, "training.png")
 
-others = ", ".join(f"{s} {np.median(final[s]):.3f} ({int((final[s] <= chance + 0.05).sum())}/{len(runs)} at chance)"
+others = ", ".join(f"{s} {np.median(final[s]):.3f} ({int(collapsed(final[s], chance).sum())}/{len(runs)} collapsed)"
                    for s in schemes if s not in ("identity", baseline))
 record.claim("kubota.deep_identity_trains",
              [positive_control(f"{baseline} {control_depth}-layer", control, chance),
@@ -183,20 +184,20 @@ ax.legend(fontsize=8)
 fig_layers = record.figure(fig, "layer_accuracy.png")
 # Contribution maps of the first seed's trained identity net: what layers 2..l changed in input space
 # (x_l - x_1; layer 1 also clips the standardized pixels to [-1, 1])
-_, maps_test = load_dataset(dataset, seed=train_seeds[0], n_train=n_train, n_test=n_test)
 map_layers = sorted({2, depth // 4, depth // 2, depth})
-images = torch.stack([maps_test.x[(maps_test.y == k).nonzero()[0, 0]] for k in range(4)])
+images = torch.stack([first_test.x[(first_test.y == k).nonzero()[0, 0]] for k in range(4)])
 identity_net = runs[0].models["identity"]
 maps = identity_net.contributions(images, map_layers, base=1)[:, :, 0]  # (layers, images, H, W)
-clipped = identity_net.contributions(images, [1])[0, :, 0] + images[:, 0]  # x_1
-logits = identity_net.preactivations(images)[:, :, -maps_test.num_classes:].argmax(-1)
+with torch.no_grad():
+    x1 = identity_net.activations(images)[0, :, :identity_net.in_features].reshape(images.shape)[:, 0]
+    logits = identity_net.preactivations(images)[:, :, identity_net.in_features:].argmax(-1)
 fig, axes = subplots(len(images), len(map_layers) + 1, figsize=(1.8 * (len(map_layers) + 1), 1.8 * len(images)))
 scale = max(float(maps.abs().max()), 1e-12)
 for i in range(len(images)):
-    axes[i, 0].imshow(clipped[i].detach(), cmap="gray")
+    axes[i, 0].imshow(x1[i], cmap="gray")
     axes[i, 0].set_title(f"x_1, label {i}", fontsize=8)
     for j, l in enumerate(map_layers):
-        axes[i, j + 1].imshow(maps[j, i].detach(), cmap="RdBu_r", vmin=-scale, vmax=scale)
+        axes[i, j + 1].imshow(maps[j, i], cmap="RdBu_r", vmin=-scale, vmax=scale)
         axes[i, j + 1].set_title(f"x_{l} - x_1, says {int(logits[l - 1, i])}", fontsize=8)
 for ax in axes.ravel():
     ax.set_xticks([]), ax.set_yticks([])

@@ -128,7 +128,7 @@ axes[2].hist(np.arcsinh(mc.h_chain / np.sqrt(2 * mean_field_q(mc.depth, mc.sw2, 
              density=True, histtype="step", ls=":", color="k", label="exact law")
 axes[2].hist(np.arcsinh(np.random.default_rng(seed).standard_normal(len(h))), bins=60, density=True,
              histtype="step", ls="--", label="mean field N(0, 1)")
-axes[2].set(xlabel="asinh(h^L / sqrt(v_MF))", ylabel="density", title=f"one pre-activation, {mc.label}")
+axes[2].set(xlabel="asinh(h^L / sqrt(v_MF))", ylabel="density", yscale="log", title=f"one pre-activation, {mc.label}")
 axes[2].legend(fontsize=7)
 fig_law = record.figure(fig, "signal_law.png")
 record.claim("relu_isometry.exact_law_not_mean_field", mf_checks + [law_evidence], figures=[fig_law],

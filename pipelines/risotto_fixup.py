@@ -159,7 +159,8 @@ record.claim(
 # ## Claims 3 and 4: training with and without batch norm
 # Every scheme gets the same lr grid. `verdicts.select_lr` picks, per scheme, the best mean
 # validation accuracy over `search_seeds` (on a part of the training set held out), at least one
-# grid step below the smallest lr at which any search seed collapsed. The evaluation seeds
+# grid step below the collapse edge: the smallest lr, above the lowest one at which every search
+# seed trained, at which any search seed collapsed (to chance, or diverged). The evaluation seeds
 # (disjoint from the search seeds) then train on the full training set at that lr. All arms and
 # seeds of one architecture and lr train as one vectorized ensemble (`initrepro.arms.train_arms`):
 # arms are paired by seed and share the data order. Each claim is decided by the 95% CI of the
@@ -218,8 +219,8 @@ print(pd.DataFrame({arm: {"mean": np.nanmean(a), "min": np.nanmin(a), "collapsed
 # %%
 COMPARISONS = {"risotto.beats_fixup_skipinit": [("RISOTTO", "Fixup"), ("RISOTTO", "SkipInit")],
                "risotto.with_batch_norm": [("RISOTTO + BN", "BN-ResNet (He)")]}
-evidence = {pair: compare(*(x for arm in pair for x in (arm, final[arm])), margin=margin, chance=chance)
-            for pairs in COMPARISONS.values() for pair in pairs}
+evidence = {(a, b): compare(a, final[a], b, final[b], margin=margin, chance=chance)
+            for pairs in COMPARISONS.values() for a, b in pairs}
 
 fig, axes = subplots(1, 3, figsize=(15, 3.8))
 for ax, bn in zip(axes[:2], (False, True)):

@@ -56,10 +56,35 @@ def test_lowest_density_is_the_padded_identity():
     assert torch.equal(w, torch.eye(8, 12))
 
 
-def test_incremental_count_matches_the_recount_reference():
-    for shape in [(30, 50), (50, 30)]:
-        fast = eoi_matrices(1, *shape, 0.3, generator=gen(5), dtype=torch.float64)[0]
-        assert torch.equal(fast, eoi_reference(*shape, 0.3, generator=gen(5)))
+@pytest.mark.parametrize("shape", [(30, 50), (50, 30), (64, 64), (3, 40)])
+@pytest.mark.parametrize("density", [0.125, 0.3, 1.0])
+def test_batched_rounds_match_the_recount_reference_bitwise(shape, density):
+    density = max(density, min_density(*shape))
+    reference = eoi_reference(*shape, density, generator=gen(5))
+    assert torch.equal(eoi_matrices(1, *shape, density, generator=gen(5), dtype=torch.float64)[0], reference)
+    assert torch.equal(eoi_(torch.empty(shape, dtype=torch.float64), density, generator=gen(5))[0], reference)
+
+
+def test_stack_and_per_layer_calls_share_one_core():
+    g = gen(7)
+    singles = [eoi_(torch.empty(24, 40), 0.2, generator=g)[0].clone() for _ in range(3)]
+    stacked, masks = eoi_stack(3, (24, 40), 0.2, generator=gen(7))
+    assert torch.equal(stacked, torch.stack(singles)) and torch.equal(masks, stacked != 0)
+
+
+def test_per_layer_eoi_is_much_faster_than_the_recount_loop():
+    """Issue 8 (loose guard; the stage checks 10x): 128x128 at density 0.125, CPU time."""
+    import time
+
+    w, g = torch.empty(128, 128), gen()
+    start = time.process_time()
+    for _ in range(20):
+        eoi_(w, 0.125, generator=g)
+    fast = (time.process_time() - start) / 20
+    start = time.process_time()
+    for _ in range(3):
+        eoi_reference(128, 128, 0.125, generator=g)
+    assert (time.process_time() - start) / 3 > 4 * fast
 
 
 def test_stacked_matrices_are_independent_and_orthogonal():

@@ -192,3 +192,18 @@ def test_contribution_maps_at_identity_init():
     assert torch.equal(maps[0], x.clamp(-1, 1) - x) and torch.equal(maps[1], maps[0])
     assert torch.equal(net.contributions(x, [2, 6], base=1), torch.zeros(2, 3, 1, 8, 8))
     assert torch.equal(net.activations(x)[-1], torch.nn.functional.hardtanh(net.preactivations(x)[-1]))
+
+
+def test_train_seed_returns_paired_results_per_scheme():
+    from initrepro.data import TensorData
+    from initrepro.layerwise import train_seed
+    from initrepro.training import TrainConfig
+
+    gen = torch.Generator().manual_seed(0)
+    data = TensorData(torch.randn(64, 1, 4, 4, generator=gen), torch.randint(0, 3, (64,), generator=gen), 3, "random")
+    run = train_seed(data, data, depth=4, activation="hard_tanh", schemes=["identity", "xavier"],
+                     cfg=TrainConfig(epochs=1, lr=1e-3, momentum=0.0, batch_size=32), control_depth=2, progress=False)
+    assert set(run.test_acc) == set(run.layer_acc) == set(run.change) == set(run.models) == {"identity", "xavier"}
+    assert run.layer_acc["identity"].shape == run.change["xavier"].shape == (4,)
+    assert run.diverged == {"identity": False, "xavier": False} and len(run.curves["identity"]) == 1
+    assert run.change["identity"].max() > 0 and 0 <= run.control_acc <= 1

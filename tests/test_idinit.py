@@ -187,3 +187,19 @@ def test_deep_linear_gd_stalls_and_momentum_converges():
     assert gd[:, -1].min() > 1.0 and gdm[:, -1].max() < 1e-6
     with pytest.raises(ValueError, match="batch_size"):
         deep_linear_descent(x, -x, 10, 0.01, batch_size=0)
+
+
+def test_paper_profile_resnet56_takes_one_step_on_random_cifar_tensors():
+    from initrepro.pipeline import load_conf
+    from initrepro.training import TrainConfig, make_optimizer
+
+    conf = load_conf("idinit", "paper")
+    nets = [resnet("conv", (3, 32, 32), 10, widths=conf["widths"], blocks=conf["blocks"],
+                   block_type=conf["block_type"], init=i, seed=0) for i in ("idinit", "zero")]
+    ens = Ensemble(nets)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    opt = make_optimizer(ens.parameters(), TrainConfig(lr=conf["lrs"][0], momentum=conf["momentum"]))
+    loss = torch.nn.functional.cross_entropy(ens(x).flatten(0, 1), y.repeat(len(nets)))
+    loss.backward()
+    opt.step()
+    assert len(nets[0].blocks) == 27 and torch.isfinite(loss)

@@ -173,7 +173,8 @@ def test_paper_profile_models_take_one_step_on_mnist_shaped_input():
     conf = load_conf("relu_isometry", "paper")
     members = [init_relu_mlp_(mlp(784, conf["train_width"], conf["train_depth"], 10), scheme, gen(i))
                for i, scheme in enumerate(["he", "ll_gaussian", "ll_orthogonal"])]
-    data = TensorData(torch.randn(conf["batch_size"], 1, 28, 28), torch.randint(0, 10, (conf["batch_size"],)), 10, "rand")
-    cfg = TrainConfig(epochs=1, lr=conf["lr"], momentum=conf["momentum"], batch_size=conf["batch_size"], max_steps=1)
+    n = 8  # the paper profile's models and optimizer on a small random batch (the full one is ~30 GFLOP)
+    data = TensorData(torch.randn(n, 1, 28, 28), torch.randint(0, 10, (n,)), 10, "random")
+    cfg = TrainConfig(epochs=1, lr=conf["lr"], momentum=conf["momentum"], batch_size=n, max_steps=1)
     history = train(Ensemble(members), data, data, cfg, progress=False)
     assert not history.diverged and history.step == [1]

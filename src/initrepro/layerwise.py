@@ -10,7 +10,8 @@ random-init net, so a deep random net's failure is due to depth.
 
     >>> run = train_seed(train_set, test_set, depth=100, activation="hard_tanh",
     ...                  schemes=["identity", "xavier"], cfg=TrainConfig(lr=3e-3, momentum=0.0))
-    >>> run.test_acc["identity"], run.layer_acc.shape
+    >>> run.test_acc["identity"], run.layer_acc["identity"].shape
+    (0.95..., (100,))
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class SeedRun:
     layer_acc: dict[str, np.ndarray]  # per-layer class-unit accuracy, (depth,) per scheme
     change: dict[str, np.ndarray]  # ||W_l - W_l(0)||_F / ||W_l(0)||_F, (depth,) per scheme
     control_acc: float  # the shallow random-init positive control
-    diverged: bool
+    diverged: dict[str, bool]  # members whose logits turned non-finite (isolated, then at chance)
     models: dict[str, ClassUnitMLP]  # the trained nets, per scheme
 
 
@@ -60,7 +61,7 @@ def train_seed(train_set: TensorData, test_set: TensorData, *, depth: int, activ
                    curves={s: curves[i].tolist() for i, s in enumerate(schemes)},
                    layer_acc={s: layer_accuracy(m, test_set).numpy() for s, m in zip(schemes, trained)},
                    change={s: relative_change(m, m0).numpy() for s, m, m0 in zip(schemes, trained, members)},
-                   control_acc=float(accuracy(control, test_set)), diverged=history.diverged,
+                   control_acc=float(accuracy(control, test_set)), diverged=dict(zip(schemes, ensemble.diverged.tolist())),
                    models=dict(zip(schemes, trained)))
 
 

@@ -10,7 +10,7 @@ authors' code). Pruned weights therefore stay exactly zero.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -56,3 +56,17 @@ def init_static_sparse(layers: Sequence[nn.Module], scheme: str, density: float,
     masks = sparse_init_(layers, scheme, density, gain=gain, bias_std=bias_std, generator=generator,
                          **builder_kwargs)
     return StaticMasks(layers, masks)
+
+
+def sparse_net(build: Callable[[], nn.Module], scheme: str, density: float, seed: int, *, gain: float = 1.0,
+               bias_std: float = 0.0, **builder_kwargs) -> tuple[nn.Module, StaticMasks]:
+    """A fresh ``build()`` network (with ``weight_layers()``) initialized with ``scheme`` from
+    ``seed`` alone, and its fixed masks: one (scheme, seed) cell of a static sparse comparison.
+
+        >>> net, masks = sparse_net(lambda: DeepTanhMLP(64, 10, 1000), "eoi", 0.125, seed=0)
+    """
+    torch.manual_seed(seed)  # the default init is overwritten; seeded anyway
+    net = build()
+    masks = init_static_sparse(net.weight_layers(), scheme, density, gain=gain, bias_std=bias_std,
+                               generator=torch.Generator().manual_seed(seed), **builder_kwargs)
+    return net, masks

@@ -63,8 +63,7 @@ def test_skipped_needs_reason_and_is_not_reproduced(tmp_path):
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     path = tmp_path / "a.json"
     atomic_write_text(path, "old")
-
-
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by all, like a plainly written file
     with pytest.raises(TypeError):
         atomic_write_text(path, 123)  # write() of a non-string fails midway
     assert path.read_text() == "old"

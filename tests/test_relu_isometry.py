@@ -169,7 +169,16 @@ def test_numerical_rank():
 # --- profiles ---------------------------------------------------------------------------------
 
 
-def test_paper_profile_models_take_one_step_on_mnist_shaped_input():
+@pytest.fixture
+def one_thread():
+    # 200 small layers: on a busy 2-core machine two threads contend (about 10x slower)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_paper_profile_models_take_one_step_on_mnist_shaped_input(one_thread):
     conf = load_conf("relu_isometry", "paper")
     members = [init_relu_mlp_(mlp(784, conf["train_width"], conf["train_depth"], 10), scheme, gen(i))
                for i, scheme in enumerate(["he", "ll_gaussian", "ll_orthogonal"])]

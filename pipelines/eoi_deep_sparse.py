@@ -42,8 +42,8 @@ jacobian_inits = ["eoi", "dense_orthogonal", "uniform_orthogonal", "erk_orthogon
                   "approximate_isometry"]
 ai_steps = 10
 ai_lr = 0.01
-mlp_steps = 60
-cnn_steps = 60
+mlp_steps = 40
+cnn_steps = 20
 batch_size = 32
 lr = 1.0e-3
 cnn_lr = 1.0e-2

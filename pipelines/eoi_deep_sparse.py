@@ -52,7 +52,7 @@ nesterov = True
 weight_decay = 1.0e-4
 milestones = []
 cnn_augment = False  # crop + flip (CIFAR-10 at the paper profile)
-control_min_gain = 0.1  # "trains": median accuracy >= chance + 2 x the collapse tolerance (verdicts)
+control_min_gain = 0.1  # the control trains when its median accuracy is at least chance + this (2 x the collapse tolerance)
 train_margin = 0.1  # EOI - baseline accuracy must exceed this: the gap between "trains" and chance
 jacobian_min_sv = 0.03  # "of order 0.1-1", with a factor ~3 of slack either side
 jacobian_max_sv = 3.0

@@ -225,12 +225,12 @@ evidence = {(a, b): compare(a, final[a], b, final[b], margin=margin, chance=chan
 fig, axes = subplots(1, 3, figsize=(15, 3.8))
 for ax, bn in zip(axes[:2], (False, True)):
     for arm in (a for a in SCHEMES if SCHEMES[a][1] == bn):
-        acc = np.array([search[arm, lr][:, -1] for lr in lrs])
-        line, = ax.plot(lrs, np.nanmean(acc, axis=1), marker="o", label=f"{arm} (lr {best_lr[arm]:g})")
+        acc = np.nan_to_num(np.array([search[arm, lr][:, -1] for lr in lrs]))  # diverged: 0
+        line, = ax.plot(lrs, acc.mean(axis=1), marker="o", label=f"{arm} (lr {best_lr[arm]:g})")
         ax.plot(np.repeat(lrs, acc.shape[1]), acc.ravel(), ".", color=line.get_color(), alpha=0.4)
-        ax.plot([best_lr[arm]], [np.nanmean(search[arm, best_lr[arm]][:, -1])], "*", ms=14, color=line.get_color())
+        ax.plot([best_lr[arm]], [acc[lrs.index(best_lr[arm])].mean()], "*", ms=14, color=line.get_color())
     ax.axhline(chance + 0.05, color="gray", ls=":", lw=1)
-    ax.set(xscale="log", ylim=(0, 1), xlabel="learning rate", ylabel=f"validation accuracy ({len(search_seeds)} seeds)",
+    ax.set(xscale="log", ylim=(0, 1), xlabel="learning rate", ylabel=f"validation accuracy ({len(search_seeds)} seeds; diverged = 0)",
            title=f"lr search {'with' if bn else 'without'} batch norm (star: selected)")
     ax.legend(fontsize=8)
 pairs = list(evidence)

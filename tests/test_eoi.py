@@ -286,3 +286,13 @@ def test_paper_profile_one_step(kind):
     history = train(net, data, data, cfg, after_step=masks, progress=False)
     assert history.step == [1] and not history.diverged
     assert all(torch.count_nonzero(w[m == 0]) == 0 for w, m in zip(masks.weights, masks.masks))
+
+
+def test_sparse_net_is_a_function_of_the_seed():
+    from initrepro.sparse_training import sparse_net
+
+    build = lambda: DeepTanhMLP(12, 3, depth=5, width=16)  # noqa: E731
+    (a, ma), (b, _), (c, _) = (sparse_net(build, "eoi", 0.25, s, gain=1.1) for s in (3, 3, 4))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.body[0].weight, c.body[0].weight)
+    assert ma.density == pytest.approx(0.25, abs=0.03)

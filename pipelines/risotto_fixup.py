@@ -239,6 +239,8 @@ for i, pair in enumerate(pairs):
     ax = axes[2]
     ax.plot(np.full(len(d), i), d, ".", alpha=0.6, color="gray")
     m = evidence[pair].measured
+    if "mean_diff" not in m:  # decided by the collapse counts alone
+        continue
     ax.errorbar([i], [m["mean_diff"]], yerr=[[m["mean_diff"] - m["ci_low"]], [m["ci_high"] - m["mean_diff"]]],
                 fmt="o", capsize=5, color="C0" if i < 2 else "C3")
 axes[2].axhline(-margin, color="k", ls="--", lw=1, label=f"non-inferiority margin -{margin:g}")

@@ -322,7 +322,8 @@ def _kernel_probe_main(args: dict) -> dict:
     first = {f"mkldnn_{'on' if on else 'off'}": first_asymmetric_step(
         train_set, test_set, cfg, depth=args["depth"], widen_factor=args["widen_factor"], mkldnn=on)
         for on in (True, False)}
-    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), **first}
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"), **first}
 
 
 def probe_kernels(envs: dict[str, dict[str, str]], *, dataset: str, seed: int, steps: int, depth: int,

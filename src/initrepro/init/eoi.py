@@ -169,8 +169,10 @@ def eoi_matrices(count: int, rows: int, cols: int, density: float, *, gain: floa
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     _check_args(rows, cols, density, gain)
-    return torch.from_numpy(np.stack([_eoi_matrix(rows, cols, density, gain, generator)
-                                      for _ in range(count)])).to(dtype)
+    out = torch.empty(count, rows, cols, dtype=dtype)
+    for layer in out:  # cast layer by layer: no float64 copy of the whole stack
+        layer.copy_(torch.from_numpy(_eoi_matrix(rows, cols, density, gain, generator)))
+    return out
 
 
 def eoi_reference(rows: int, cols: int, density: float,

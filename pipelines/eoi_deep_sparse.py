@@ -215,6 +215,7 @@ curves_fig = record.figure(fig, "training_curves.png")
 # %%
 acc = {kind: {s: [h.final_test_acc for h in hs] for s, hs in histories[kind].items()} for kind in histories}
 setup = {"mlp": f"width {width} on {dataset}", "cnn": f"{cnn_channels} channels on {cnn_dataset}"}
+paper_scale = {"mlp": "width 128 on MNIST, 100 epochs", "cnn": "128 channels on CIFAR-10, 100 epochs, on a GPU"}
 for kind, (kind_steps, kind_lr, _) in runs.items():
     evidence = [positive_control(control, acc[kind][control], chance, control_min_gain),
                 *[compare("eoi", acc[kind]["eoi"], b, acc[kind][b], margin=train_margin, superior=True)
@@ -224,7 +225,7 @@ for kind, (kind_steps, kind_lr, _) in runs.items():
                + ", ".join(f"{s} {int(collapsed(a, chance).sum())}/{len(a)}" for s, a in acc[kind].items()) + ".")
     if not evidence[0].checks[0].passed:
         context += (f" The dense control does not train in {kind_steps} steps here, so this setup cannot refute "
-                    f"the claim: more steps, or the paper's scale (128 channels, CIFAR-10, 100 epochs, GPU), decide.")
+                    f"the claim: more steps, or the paper's scale ({paper_scale[kind]}), decide.")
     record.claim(f"eoi.deep_{kind}_trains", evidence, figures=[curves_fig], reason=context,
                  measured={"test_acc": acc[kind],
                            "mask_density": {k: v for k, v in densities.items() if k.startswith(kind)}})

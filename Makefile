@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The claim stages of dvc.yaml (the report stage writes into this workspace, not an experiment's copy).
+CLAIM_STAGES := $(filter-out report,$(shell sed -n 's/^  \([a-z_0-9]*\):.*/\1/p' dvc.yaml))
 # Stage commands call `python`: the one in .venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -24,7 +26,7 @@ report: $(STAMP)
 # The verdicts under seed sets 1-3, each a DVC experiment run in a temporary copy (the
 # workspace stays as it is), then reports/stability.md and the README's stability column.
 stability: $(STAMP)
-	for k in 1 2 3; do $(BIN)/dvc exp run --temp --force --name seed-set-$$k -S seed_set=$$k || exit 1; done
+	for k in 1 2 3; do $(BIN)/dvc exp run --temp --force --name seed-set-$$k -S seed_set=$$k $(CLAIM_STAGES) || exit 1; done
 	$(BIN)/python -m initrepro.stability
 	$(BIN)/dvc repro report
 

@@ -156,6 +156,11 @@ class StageRecord:
             "figures": [str(f) for f in figures],
             "checks": [c.to_dict() for c in checks],
         }
+        from initrepro.designs import design_state, log_anchor
+
+        state = design_state(claim_id, self.profile, known)
+        if state is not None:
+            entry["design"] = {**state.to_dict(), "log_in": log_anchor(claim_id, known)}
         if measured:
             entry["measured"] = _plain(measured)
         self.claims = [c for c in self.claims if c["id"] != claim_id] + [entry]

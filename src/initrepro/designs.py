@@ -16,7 +16,9 @@ A claim's entry in ``papers/<paper>.yaml`` registers its design for a profile::
 The hash covers the values of ``keys`` in ``pipelines/conf/<stage>/<profile>.yaml``. Each
 later change of them needs a ``design_log`` entry with the new hash and the result that was
 seen before the change (``seen``; empty only for a change made before any result of the
-claim was seen). ``python -m initrepro.designs`` lists every claim's state; a test fails on
+claim was seen). Changes made before registration, recovered from the git history, are
+logged too, with ``hash: null`` and the ``commit`` that made them: they count as changes that
+followed a seen result, but the registered hash stays the one to match. ``python -m initrepro.designs`` lists every claim's state; a test fails on
 any conf that differs from its registered (or last logged) hash.
 """
 
@@ -86,7 +88,8 @@ def design_state(claim_id: str, profile: str, claims: dict | None = None) -> Des
             if key not in entry:
                 raise ValueError(f"{claim_id}: design_log entry {entry} lacks {key!r}")
     registered = str(design["registered"]["hash"])
-    expected = str(log[-1]["hash"]) if log else registered
+    hashed = [e for e in log if e["hash"]]
+    expected = str(hashed[-1]["hash"]) if hashed else registered
     return DesignState(claim_id, profile, design_hash(conf, design["keys"]), expected, registered,
                        sum(1 for e in log if str(e["seen"]).strip()), log)
 

@@ -63,3 +63,29 @@ def test_hooks_run_around_every_step(digits):
     train(mlp(64, 16, 2, 10), *digits, cfg, before_step=lambda m, s: calls.append(("before", s)),
           after_step=lambda m, s: calls.append(("after", s)), progress=False)
     assert calls == [("before", 0), ("after", 1), ("before", 1), ("after", 2)]
+
+
+def test_warmup_ramps_the_lr_per_step_then_follows_the_schedule():
+    from initrepro.data import TensorData
+
+    gen = torch.Generator().manual_seed(0)
+    data = TensorData(torch.randn(40, 4, generator=gen), torch.randint(0, 2, (40,), generator=gen), 2, "toy")
+    model = torch.nn.Linear(4, 2, bias=False)
+    seen = []  # the weights before each step, then (weights, gradient) after it
+    cfg = TrainConfig(epochs=4, batch_size=10, lr=0.1, warmup_epochs=1, milestones=(3,), momentum=0.0)
+    history = train(model, data, data, cfg, progress=False,
+                    before_step=lambda m, s: seen.append(m.weight.detach().clone()),
+                    after_step=lambda m, s: seen.append((m.weight.detach().clone(), m.weight.grad.clone())))
+    # the lr that plain SGD applied: weight change over gradient
+    lrs = [float(((w0 - w1) / g).median()) for w0, (w1, g) in zip(seen[::2], seen[1::2])]
+    assert lrs[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1], rel=1e-4)  # 4 steps an epoch
+    assert lrs[4:12] == pytest.approx([0.1] * 8, rel=1e-4) and lrs[12:] == pytest.approx([0.01] * 4, rel=1e-4)
+    assert len(history.test_acc) == 4
+
+
+def test_train_config_rejects_bad_warmup_and_device():
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        TrainConfig(epochs=2, warmup_epochs=3)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device"):
+            TrainConfig(device="cuda")

@@ -2,7 +2,8 @@
 
 SGD with momentum, weight decay and a step lr schedule, seeded data order, optional
 crop + flip augmentation, a progress bar, per-epoch test accuracy, and NaN detection that
-ends the run and records it as diverged. Stages customize it through two hooks:
+ends the run and records it as diverged; an optional linear lr warmup (per step) and a
+``device`` that the model and every batch move to. Stages customize it through two hooks:
 
 - ``before_step(model, step)``: after ``backward()``, before ``optimizer.step()``
   (symmetry breakers that perturb gradients);
@@ -47,6 +48,8 @@ class TrainConfig:
     augment: bool = False  # reflect-pad 4 + random crop + horizontal flip
     seed: int = 0
     max_steps: int | None = None  # stop early after this many optimizer steps
+    warmup_epochs: float = 0.0  # linear lr warmup from lr/steps to lr over these epochs (per step)
+    device: str = "cpu"  # model and batches move here ("cuda" on a GPU)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -58,6 +61,10 @@ class TrainConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ValueError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs}")
+        if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device must be one available here ('cpu'), got {self.device!r}: no CUDA")
 
 
 @dataclass
@@ -81,11 +88,13 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, data: TensorData, batch_size: int = 1000) -> float | list[float]:
+def accuracy(model: torch.nn.Module, data: TensorData, batch_size: int = 1000,
+             device: str | torch.device = "cpu") -> float | list[float]:
     """Test accuracy; a list with one entry per member for an ensemble."""
     was_training = model.training
     model.eval()
-    correct = sum((model(x).argmax(-1) == y).sum(-1) for x, y in batches(data, batch_size, shuffle=False))
+    correct = sum((model(x.to(device)).argmax(-1) == y.to(device)).sum(-1).cpu()
+                  for x, y in batches(data, batch_size, shuffle=False))
     model.train(was_training)
     return (correct / len(data)).tolist()
 
@@ -100,8 +109,10 @@ def train(model: torch.nn.Module, train_set: TensorData, test_set: TensorData, c
           progress: bool = True, desc: str = "train") -> History:
     """Train ``model`` in place; ``params`` may be parameter groups (e.g. scalars at lr/10)."""
     gen = torch.Generator().manual_seed(cfg.seed)
+    model.to(cfg.device)  # in place: parameter groups keep pointing at the same tensors
     optimizer = make_optimizer(model.parameters() if params is None else params, cfg)
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), cfg.gamma)
+    warmup_steps = math.ceil(cfg.warmup_epochs * math.ceil(len(train_set) / cfg.batch_size))
     history, step = History(), 0
     bar = tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
@@ -110,6 +121,11 @@ def train(model: torch.nn.Module, train_set: TensorData, test_set: TensorData, c
         for x, y in batches(train_set, cfg.batch_size, gen):
             if cfg.augment:
                 x = crop_flip(x, gen)
+            x, y = x.to(cfg.device, non_blocking=True), y.to(cfg.device, non_blocking=True)
+            if step <= warmup_steps and warmup_steps:  # the step after warmup restores the scheduled lr
+                decay = cfg.gamma ** sum(m <= epoch for m in cfg.milestones)
+                for group in optimizer.param_groups:
+                    group["lr"] = group["initial_lr"] * decay * min(1.0, (step + 1) / warmup_steps)
             loss = loss_fn(model(x), y)
             if not math.isfinite(loss.item()):
                 history.diverged = True
@@ -131,7 +147,7 @@ def train(model: torch.nn.Module, train_set: TensorData, test_set: TensorData, c
         history.epoch.append(epoch + 1)
         history.step.append(step)
         history.train_loss.append(total / max(count, 1))
-        history.test_acc.append(accuracy(model, test_set))
+        history.test_acc.append(accuracy(model, test_set, device=cfg.device))
         bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", acc=f"{np.mean(history.test_acc[-1]):.3f}", refresh=False)
         if cfg.max_steps is not None and step >= cfg.max_steps:
             break

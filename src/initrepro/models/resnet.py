@@ -59,9 +59,11 @@ class ResidualBlock(nn.Module):
     """Two weight layers on the branch; identity skip (type C) where shapes allow, else a 1x1
     projection (type B, and wherever width or stride change)."""
 
-    def __init__(self, kind: str, cin: int, cout: int, stride: int, block_type: str, batch_norm: bool):
+    def __init__(self, kind: str, cin: int, cout: int, stride: int, block_type: str, batch_norm: bool,
+                 activation: Callable[[torch.Tensor], torch.Tensor] = F.relu):
         super().__init__()
         layer, norm = KINDS[kind]
+        self.activation = activation
         self.conv1, self.conv2 = layer(cin, cout, stride), layer(cout, cout)
         self.norm1 = norm(cout) if batch_norm else nn.Identity()
         self.norm2 = norm(cout) if batch_norm else nn.Identity()
@@ -75,14 +77,14 @@ class ResidualBlock(nn.Module):
     def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The residual branch and the skip output, before they are summed."""
         inp = x + self.bias1a
-        out = F.relu(self.norm1(self.conv1(inp)) + self.bias1b)
+        out = self.activation(self.norm1(self.conv1(inp)) + self.bias1b)
         branch = self.branch_scale * self.norm2(self.conv2(out + self.bias2a)) + self.bias2b
         skip = inp if self.skip is None else self.skip_norm(self.skip(inp))
         return branch, self.skip_scale * skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch, skip = self.parts(x)
-        return F.relu(branch + skip)
+        return self.activation(branch + skip)
 
 
 class ResNet(nn.Module):
@@ -91,10 +93,12 @@ class ResNet(nn.Module):
     the spatial map, so the input-output Jacobian can be square (isometry experiments)."""
 
     def __init__(self, kind: str, in_shape: tuple[int, ...], num_classes: int, widths: tuple[int, ...],
-                 blocks: tuple[int, ...], block_type: str, batch_norm: bool, pool: bool):
+                 blocks: tuple[int, ...], block_type: str, batch_norm: bool, pool: bool,
+                 activation: Callable[[torch.Tensor], torch.Tensor] = F.relu):
         super().__init__()
         layer, norm = KINDS[kind]
         self.kind, self.pool, self.block_type = kind, pool, block_type
+        self.activation = activation
         cin = in_shape[0] if kind == "conv" else math.prod(in_shape)
         self.stem = layer(cin, widths[0])
         self.stem_norm = norm(widths[0]) if batch_norm else nn.Identity()
@@ -105,7 +109,7 @@ class ResNet(nn.Module):
             for i in range(count):
                 # The first block of every later stage halves the map (conv), as in ResNet-18.
                 stride = 2 if kind == "conv" and stage > 0 and i == 0 else 1
-                self.blocks.append(ResidualBlock(kind, cin, width, stride, block_type, batch_norm))
+                self.blocks.append(ResidualBlock(kind, cin, width, stride, block_type, batch_norm, activation))
                 cin = width
         self.classifier = (nn.Conv2d(cin, num_classes, 1) if kind == "conv" and not pool
                            else nn.Linear(cin, num_classes))
@@ -114,7 +118,7 @@ class ResNet(nn.Module):
         """Input -> the stream that enters the first block."""
         if self.kind == "fc":
             x = x.flatten(1)
-        return F.relu(self.stem_norm(self.stem(x)) + self.stem_bias)
+        return self.activation(self.stem_norm(self.stem(x)) + self.stem_bias)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         if self.kind == "conv" and self.pool:
@@ -169,13 +173,16 @@ INITIALIZERS: dict[str, Callable[..., ResNet]] = {
 def resnet(kind: str = "conv", in_shape: tuple[int, ...] = (3, 32, 32), num_classes: int = 10,
            widths: tuple[int, ...] | int = (64, 128, 256, 512), blocks: tuple[int, ...] | int = 2,
            block_type: str = "B", batch_norm: bool = False, pool: bool = True, init: str = "he",
-           init_options: dict | None = None, seed: int = 0, dtype: torch.dtype = torch.float32) -> ResNet:
+           init_options: dict | None = None, seed: int = 0, dtype: torch.dtype = torch.float32,
+           activation: Callable[[torch.Tensor], torch.Tensor] = F.relu) -> ResNet:
     """Build a ReLU ResNet and initialize it with scheme ``init`` (one of ``INITIALIZERS``).
 
     ``widths`` are the stream widths per stage, ``blocks`` the blocks per stage (an int repeats
     for every stage). The default is a CIFAR ResNet-18 (4 stages of 2 basic blocks). Build in
     ``dtype=torch.float64`` when exactness matters: the weights are then written in float64.
     ``init_options`` go to the initializer (e.g. ``{"alpha": 1.0, "beta": 1.0}`` for RISOTTO).
+    ``activation`` replaces every ReLU (stem, branches, block outputs), e.g.
+    ``initrepro.layers.relu_grad_at_zero``, the ZerO authors' ReLU whose gradient passes at 0.
 
     >>> resnet("fc", (16,), 16, widths=32, blocks=16, init="risotto", dtype=torch.float64)
     """
@@ -195,7 +202,8 @@ def resnet(kind: str = "conv", in_shape: tuple[int, ...] = (3, 32, 32), num_clas
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if not pool and kind != "conv":
         raise ValueError("pool=False applies to kind='conv' only (fully connected nets have no map to pool)")
-    model = ResNet(kind, tuple(in_shape), num_classes, widths, blocks, block_type, batch_norm, pool).to(dtype)
+    model = ResNet(kind, tuple(in_shape), num_classes, widths, blocks, block_type, batch_norm, pool,
+                   activation).to(dtype)
     return INITIALIZERS[init](model, generator=torch.Generator().manual_seed(seed), **(init_options or {}))
 
 
@@ -212,6 +220,6 @@ def branch_skip_ratios(model: ResNet, x: torch.Tensor) -> torch.Tensor:
     for block in model.blocks:
         branch, skip = block.parts(h)
         ratios.append(branch.norm() / skip.norm())
-        h = F.relu(branch + skip)
+        h = block.activation(branch + skip)
     model.train(was_training)
     return torch.stack(ratios)

@@ -68,3 +68,33 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         atomic_write_text(path, 123)  # write() of a non-string fails midway
     assert path.read_text() == "old"
     assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+
+
+def test_write_adds_flat_metrics_per_claim(tmp_path):
+    record = StageRecord("fractional_lognorm", "tiny", output_root=tmp_path, seed_set=3)
+    record.claim("fractional.recovers_classical", [Check("error", 1e-15, "<=", 1e-12)])
+    record.claim("fractional.fewer_small_outputs", [Check("pre", 0, ">", 1, precondition=True),
+                                                    Check("z", 2.0, ">", 5.0)], reason="few")
+    record.write()
+    metrics = json.loads((tmp_path / "results/fractional_lognorm/metrics.json").read_text())
+    assert all(not isinstance(v, (dict, list)) for v in metrics.values())  # flat: DVC shows every key
+    assert metrics["seed_set"] == 3
+    assert metrics["fractional.recovers_classical.verdict"] == "reproduced"
+    assert metrics["fractional.recovers_classical.reproduced"] == 1
+    assert metrics["fractional.recovers_classical.value"] == 1e-15
+    assert metrics["fractional.recovers_classical.threshold"] == 1e-12
+    # the headline of an undecided claim is the precondition that failed
+    assert metrics["fractional.fewer_small_outputs.verdict"] == "inconclusive"
+    assert metrics["fractional.fewer_small_outputs.reproduced"] == 0
+    assert metrics["fractional.fewer_small_outputs.headline"] == "pre"
+
+
+def test_repo_root_is_the_nearest_dvc_project(tmp_path):
+    from initrepro.claims import find_repo_root
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    assert find_repo_root(tmp_path / "a" / "b") == tmp_path.resolve()
+    import initrepro.claims
+
+    assert find_repo_root("/") == __import__("pathlib").Path(initrepro.claims.__file__).resolve().parents[2]

@@ -37,7 +37,23 @@ import yaml
 
 VERDICTS = ("reproduced", "not_reproduced", "inconclusive", "skipped")
 OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
-REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def find_repo_root(start: str | os.PathLike | None = None) -> Path:
+    """The nearest folder holding ``dvc.yaml`` at or above ``start`` (default: the working
+    directory), else the checkout this package was installed from. So a shared environment
+    runs the notebooks, confs and papers of the checkout it is called in."""
+    try:
+        here = Path(start if start is not None else os.getcwd()).resolve()
+    except OSError:  # the working directory was removed
+        return Path(__file__).resolve().parents[2]
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file():
+            return folder
+    return Path(__file__).resolve().parents[2]
+
+
+REPO_ROOT = find_repo_root()
 PAPERS_DIR = REPO_ROOT / "papers"
 
 
@@ -176,9 +192,11 @@ class StageRecord:
         }
 
     def write(self) -> dict:
-        """Validate and write the record atomically to ``results/<stage>/claims.json``."""
+        """Validate and write the record atomically to ``results/<stage>/claims.json``, and its
+        flat metrics (see :func:`flat_metrics`) to ``results/<stage>/metrics.json``."""
         record = validate_record(self.to_dict())
         atomic_write_text(self.path, json.dumps(record, indent=2) + "\n")
+        atomic_write_text(self.path.with_name("metrics.json"), json.dumps(flat_metrics(record), indent=2) + "\n")
         return record
 
     def summary(self) -> str:
@@ -189,6 +207,34 @@ class StageRecord:
             lines += [f"{'':>17}{'ok ' if k['passed'] else 'FAIL'} {k['name']}: {format_value(k['value'])} "
                       f"{k['op']} {format_value(k['threshold'])}" for k in c["checks"]]
         return "\n".join(lines)
+
+
+def headline_check(claim: dict) -> dict | None:
+    """The check that states a claim's verdict in one number: the first check that decided it
+    (a failed precondition, else a failed claim check), else the last claim check."""
+    checks = claim["checks"]
+    failed_pre = [k for k in checks if k.get("precondition") and not k["passed"]]
+    failed = failed_pre or [k for k in checks if not k["passed"]]
+    if failed:
+        return failed[0]
+    claim_checks = [k for k in checks if not k.get("precondition")] or checks
+    return claim_checks[-1] if claim_checks else None
+
+
+def flat_metrics(record: dict) -> dict:
+    """One flat dict per record, as DVC displays it (``dvc metrics show``, ``dvc exp show``):
+    per claim id ``<id>.verdict`` (word), ``<id>.reproduced`` (0/1), and its headline check
+    (:func:`headline_check`): ``<id>.headline`` (name), ``.value``, ``.op``, ``.threshold``
+    (the margin or threshold it was held to)."""
+    out: dict[str, Any] = {"runtime_s": record["runtime_s"], "seed_set": record["environment"].get("seed_set")}
+    for c in record["claims"]:
+        out[f"{c['id']}.verdict"] = c["verdict"]
+        out[f"{c['id']}.reproduced"] = int(c["verdict"] == "reproduced")
+        k = headline_check(c)
+        if k is not None:
+            out.update({f"{c['id']}.headline": k["name"], f"{c['id']}.value": k["value"],
+                        f"{c['id']}.op": k["op"], f"{c['id']}.threshold": k["threshold"]})
+    return out
 
 
 def format_value(x) -> str:

@@ -1,25 +1,51 @@
-"""Run one stage notebook: check the profile, convert the jupytext notebook, run papermill.
+"""Run one stage notebook: check every parameter first, run it, keep its outputs only on success.
 
-    python -m initrepro.pipeline fractional_lognorm --profile smoke
+    python -m initrepro.pipeline fractional_lognorm --profile smoke --seed-set 0
 
-The notebook gets its conf file's values as papermill parameters, plus ``profile``,
-``seed_set`` (see :mod:`initrepro.seeding`) and ``output_root`` (where ``figures/`` and ``results/`` go; tests point it at a temp folder).
-The executed notebook lands in ``executed/<stage>.ipynb`` (a cached DVC output).
+1. Every parameter is checked before any heavy work: the stage, the profile (a conf file
+   ``pipelines/conf/<stage>/<profile>.yaml``), the seed set (an integer >= 0), the datasets
+   the profile names (embedded, or their files under ``data/``) and its device. A bad one ends
+   the run in one line that names it and the allowed values, exit status 2 (``--verbose``
+   adds the traceback).
+2. The notebook runs with papermill into a temporary folder ``<output root>/.stage-tmp/``. It
+   gets its conf file's values as papermill parameters, plus ``profile``, ``seed_set`` (see
+   :mod:`initrepro.seeding`) and ``output_root`` (that temporary folder).
+3. Only when it succeeds are its files moved into place, one ``os.replace`` per file:
+   ``figures/<stage>/`` (figures it no longer draws are then removed), ``results/<stage>/``
+   (the claim record last), ``executed/<stage>.ipynb`` and its HTML export
+   ``reports/notebooks/<stage>.html``. A failed or interrupted run leaves every earlier output
+   as it was (the failed notebook is kept as ``executed/<stage>.failed.ipynb``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import signal
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 
 import yaml
 
 from initrepro.claims import REPO_ROOT
-from initrepro.seeding import shift
 
 PIPELINES_DIR = REPO_ROOT / "pipelines"
+TMP_DIR = ".stage-tmp"
+#: conf keys that name a dataset (``dataset``, ``cnn_dataset``, ...)
+DATASET_KEY_SUFFIX = "dataset"
+
+
+class ParameterError(ValueError):
+    """A bad stage parameter; its message names the parameter and the allowed values."""
+
+
+class StageFailed(RuntimeError):
+    """The notebook raised; the message says where and what, in one line."""
 
 
 def stages() -> list[str]:
@@ -33,47 +59,229 @@ def profiles(stage: str) -> list[str]:
 def load_conf(stage: str, profile: str) -> dict:
     """The parameters of ``stage`` under ``profile``; a clear error for unknown names."""
     if stage not in stages():
-        raise ValueError(f"stage must be one of {stages()}, got {stage!r}")
+        raise ParameterError(f"stage must be one of {stages()}, got {stage!r}")
     known = profiles(stage)
     if profile not in known:
-        raise ValueError(f"profile must be one of {known} for stage {stage!r}, got {profile!r}")
+        raise ParameterError(f"profile must be one of {known} for stage {stage!r}, got {profile!r}")
     return yaml.safe_load((PIPELINES_DIR / "conf" / stage / f"{profile}.yaml").read_text()) or {}
+
+
+def check_seed_set(seed_set) -> int:
+    """``seed_set`` as an int; any integer >= 0 is a seed set (see :mod:`initrepro.seeding`)."""
+    try:
+        value = int(str(seed_set).strip())
+    except ValueError:
+        value = None
+    if value is None or value < 0 or (isinstance(seed_set, float) and seed_set != value):
+        raise ParameterError(f"seed_set must be an integer >= 0 (0 = the committed records, 1, 2, 3, ... "
+                             f"= other seeds), got {seed_set!r}")
+    return value
+
+
+def check_data(stage: str, profile: str, conf: dict, data_dir: Path | None = None) -> None:
+    """Every dataset the conf names is embedded or has its files under ``data/``."""
+    from initrepro import data
+
+    data_dir = Path(data_dir or data.DATA_DIR)
+    known = sorted(data.EMBEDDED) + sorted(data.TORCHVISION)
+    for key, name in conf.items():
+        if not key.endswith(DATASET_KEY_SUFFIX) or name is None:
+            continue
+        if name not in known:
+            raise ParameterError(f"{key} must be one of {known} (pipelines/conf/{stage}/{profile}.yaml), got {name!r}")
+        if name in data.EMBEDDED:
+            continue
+        folder = data_dir / data.TORCHVISION_FILES[name]
+        if not folder.is_dir() or not any(folder.iterdir()):
+            present = sorted(data.EMBEDDED) + sorted(n for n, f in data.TORCHVISION_FILES.items()
+                                                     if (data_dir / f).is_dir())
+            raise ParameterError(
+                f"data: {key}={name!r} (profile {profile!r}) is not under {folder}; present here: {present}. "
+                f"Fetch it on a machine with internet: python -c \"from initrepro.data import load_dataset; "
+                f"load_dataset('{name}')\" and copy {data.TORCHVISION_FILES[name]} into {data_dir}")
+
+
+def check_device(stage: str, profile: str, conf: dict) -> None:
+    """The conf's ``device`` exists on this machine."""
+    device = conf.get("device")
+    if device is None or str(device) == "cpu":
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    allowed = ["cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(count)] if count else [])
+    kind, _, index = str(device).partition(":")
+    ok = kind == "cuda" and count > 0 and (index == "" or (index.isdigit() and int(index) < count))
+    if not ok:
+        raise ParameterError(f"device must be one of {allowed} on this machine (pipelines/conf/{stage}/{profile}.yaml), "
+                             f"got {device!r}")
+
+
+def check_params(stage: str, profile: str, seed_set=0, overrides: dict | None = None) -> dict:
+    """Check every parameter of a run before any heavy work; returns the conf with ``overrides``."""
+    conf = {**load_conf(stage, profile), **(overrides or {})}
+    check_seed_set(seed_set)
+    check_data(stage, profile, conf)
+    check_device(stage, profile, conf)
+    return conf
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale_tmp(root: Path, stage: str) -> None:
+    """Remove temporary folders of earlier runs of ``stage`` whose process is gone."""
+    for folder in (root / TMP_DIR).glob(f"{stage}-*"):
+        try:
+            pid = int(folder.name[len(stage) + 1:].split("-", 1)[0])
+        except ValueError:
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _move_tree(source: Path, target: Path, remove_stale: bool) -> None:
+    """Move every file of ``source`` into ``target`` (one ``os.replace`` each; names sorted,
+    ``claims.json`` last); then, if ``remove_stale``, delete the files of ``target`` that
+    ``source`` did not have."""
+    files = sorted((p for p in source.rglob("*") if p.is_file()), key=lambda p: (p.name == "claims.json", str(p)))
+    for path in files:
+        dest = target / path.relative_to(source)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o644)
+        os.replace(path, dest)
+    if remove_stale and target.is_dir():
+        keep = {target / p.relative_to(source) for p in files}
+        for old in target.rglob("*"):
+            if old.is_file() and old not in keep:
+                old.unlink()
+
+
+def _last_runtime(root: Path, stage: str) -> float | None:
+    try:
+        return float(json.loads((root / "results" / stage / "claims.json").read_text())["runtime_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def run_stage(stage: str, profile: str = "smoke", output_root: str | os.PathLike = REPO_ROOT,
               executed: str | os.PathLike | None = None, overrides: dict | None = None,
-              log_output: bool = True, seed_set: int = 0) -> Path:
-    """Execute ``pipelines/<stage>.py`` with papermill; returns the path of its claim record."""
+              log_output: bool = True, seed_set: int = 0, figures: bool = True,
+              html: bool | None = None) -> Path:
+    """Execute ``pipelines/<stage>.py`` with papermill; returns the path of its claim record.
+
+    The run writes into a temporary folder under ``output_root``; its files are moved into
+    place only on success (see the module docstring). ``figures=False`` keeps only
+    ``results/<stage>/`` (no figures, executed notebook or HTML: e.g. for other seed sets).
+    ``html`` (default: ``figures``) exports the executed notebook to ``reports/notebooks/<stage>.html``.
+    Raises :class:`ParameterError` before running on a bad parameter, :class:`StageFailed` when
+    the notebook raises.
+    """
     import jupytext
     import papermill
 
-    params = {**load_conf(stage, profile), **(overrides or {})}
-    params.update(profile=profile, seed_set=seed_set, output_root=str(Path(output_root).resolve()))
-    executed = Path(executed or Path(output_root) / "executed" / f"{stage}.ipynb")
-    executed.parent.mkdir(parents=True, exist_ok=True)
+    seed_set = check_seed_set(seed_set)
+    params = check_params(stage, profile, seed_set, overrides)
+    root = Path(output_root).resolve()
+    html = figures if html is None else html
+    _clean_stale_tmp(root, stage)
+    (root / TMP_DIR).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{stage}-{os.getpid()}-", dir=root / TMP_DIR))
+    executed = Path(executed) if executed else root / "executed" / f"{stage}.ipynb"
+    run_nb = tmp / f"{stage}.ipynb"
+    params.update(profile=profile, seed_set=seed_set, output_root=str(tmp))
     # Progress bars go to the stage log line by line: update them every 10 s at most.
     os.environ.setdefault("TQDM_MININTERVAL", "10")
     notebook = jupytext.read(PIPELINES_DIR / f"{stage}.py")
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    papermill.execute_notebook(notebook, str(executed), parameters=params, kernel_name="python3",
-                               log_output=log_output, progress_bar=False, cwd=str(REPO_ROOT))
-    return Path(output_root) / "results" / stage / "claims.json"
+    try:
+        try:
+            papermill.execute_notebook(notebook, str(run_nb), parameters=params, kernel_name="python3",
+                                       log_output=log_output, progress_bar=False, cwd=str(REPO_ROOT),
+                                       # no "[IPKernelApp] WARNING | Kernel is running over TCP ..."
+                                       extra_arguments=["--IPKernelApp.log_level=ERROR"])
+        except papermill.PapermillExecutionError as err:
+            failed = executed.with_name(f"{stage}.failed.ipynb")
+            if run_nb.exists():
+                failed.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(run_nb, failed)
+            evalue = " ".join(str(err.evalue).split())
+            raise StageFailed(f"stage {stage} failed in cell {err.exec_count}: {err.ename}: {evalue[:400]} "
+                              f"(outputs left as they were; the failed notebook: {failed})") from err
+        record = tmp / "results" / stage / "claims.json"
+        if not record.exists():
+            raise StageFailed(f"stage {stage} ran but wrote no claim record (record.write() missing?); "
+                              f"outputs left as they were")
+        if figures:
+            _move_tree(tmp / "figures" / stage, root / "figures" / stage, remove_stale=True)
+        _move_tree(tmp / "results" / stage, root / "results" / stage, remove_stale=False)
+        if figures:
+            executed.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(run_nb, executed)
+            executed.with_name(f"{stage}.failed.ipynb").unlink(missing_ok=True)
+        if html:
+            from initrepro.claims import atomic_write_text
+            from initrepro.notebook_html import notebook_to_html
+
+            source = executed if figures else run_nb
+            atomic_write_text(root / "reports" / "notebooks" / f"{stage}.html",
+                              notebook_to_html(source, f"{stage} ({profile}, seed set {seed_set})"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root / "results" / stage / "claims.json"
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage")
     parser.add_argument("--profile", default="smoke")
-    parser.add_argument("--seed-set", type=int, default=0, help="moves every seed to a disjoint range (>= 0)")
+    parser.add_argument("--seed-set", default="0", help="an integer >= 0; moves every seed to a disjoint range")
+    parser.add_argument("--output-root", default=None,
+                        help="where figures/, results/, executed/ and reports/notebooks/ go (default: the working directory)")
+    parser.add_argument("--no-figures", action="store_true",
+                        help="keep only results/<stage>/ (no figures, executed notebook or HTML)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
     args = parser.parse_args(argv)
+    # DVC runs stage commands from the project root: its own, also in `dvc exp run --temp`.
+    root = Path(args.output_root) if args.output_root else Path.cwd()
     try:
-        load_conf(args.stage, args.profile)
-        shift(0, args.seed_set)
-    except ValueError as err:
+        seed_set = check_seed_set(args.seed_set)
+        check_params(args.stage, args.profile, seed_set)
+    except ParameterError as err:
+        if args.verbose:
+            traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)
         return 2
-    # DVC runs stage commands from the project root: its own, also in `dvc exp run --temp`.
-    run_stage(args.stage, args.profile, output_root=Path.cwd(), seed_set=args.seed_set)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    last = _last_runtime(root, args.stage)
+    print(f"stage {args.stage} (profile {args.profile}, seed set {seed_set})"
+          + (f": last run took {last:.0f} s" if last else "") + f"; started {time.strftime('%H:%M:%S')}",
+          file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    try:
+        run_stage(args.stage, args.profile, output_root=root, seed_set=seed_set, figures=not args.no_figures)
+    except (StageFailed, ParameterError) as err:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        return 1 if isinstance(err, StageFailed) else 2
+    except KeyboardInterrupt:
+        print(f"interrupted: stage {args.stage}'s outputs left as they were", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(f"stage {args.stage} done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0
 
 

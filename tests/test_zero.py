@@ -166,3 +166,187 @@ def test_widening_mlp_bad_inputs():
         init_widening_mlp_(widening_mlp((4, 8)), "xavier")
     with pytest.raises(ValueError, match="tol"):
         update_ranks(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2), tol=0)
+
+
+# --- the authors' ReLU, the member ensembles and the reduced-scale studies -------------------------------------------
+
+from initrepro.data import TensorData  # noqa: E402
+from initrepro.layers import ReLUGradAtZero, relu_grad_at_zero  # noqa: E402
+from initrepro.zero_study import (  # noqa: E402
+    MemberEnsemble, branch_weight_names, fallback_lr, lr_factor, magnitude_prune_, member_accuracy,
+    prunable_weight_names, pruned_accuracy, search_lrs, split, stable_rank, train_members, train_runs,
+    update_stable_ranks)
+
+
+def test_authors_relu_gradient_is_one_at_exactly_zero_and_zero_below():
+    x = torch.tensor([-1.0, -1e-30, 0.0, 0.0, 2.0], requires_grad=True)
+    y = relu_grad_at_zero(x)
+    assert torch.equal(y.detach(), torch.tensor([0.0, 0.0, 0.0, 0.0, 2.0]))
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0]))
+    z = torch.zeros(3, requires_grad=True)
+    torch.relu(z).sum().backward()
+    assert torch.equal(z.grad, torch.zeros(3))  # PyTorch's ReLU: 0 at 0 (what made ZerO channels dead)
+    m = torch.zeros(2, requires_grad=True)
+    ReLUGradAtZero()(m).sum().backward()
+    assert torch.equal(m.grad, torch.ones(2))
+
+
+def test_resnet_activation_option_reaches_every_relu():
+    x = torch.randn(4, 1, 8, 8)
+    default = resnet("conv", (1, 8, 8), 10, widths=(4,), blocks=1, init="he", seed=0)
+    same = resnet("conv", (1, 8, 8), 10, widths=(4,), blocks=1, init="he", seed=0, activation=torch.relu)
+    assert torch.equal(default(x), same(x))  # the default is unchanged
+    calls = []
+
+    def counting(t):
+        calls.append(1)
+        return relu_grad_at_zero(t)
+
+    resnet("conv", (1, 8, 8), 10, widths=(4,), blocks=2, init="he", activation=counting)(x)
+    assert len(calls) == 1 + 2 * 2  # stem, and two per block
+
+
+def test_zero_channels_train_with_the_authors_relu():
+    """A ZerO ResNet on a one-dimensional input has units that are exactly zero at init (every
+    stem unit is the same map, and the widening Hadamard sums them to exact zeros); under the
+    authors' ReLU they get a gradient, under PyTorch's they do not (fc: the sums are exact)."""
+    x, y = torch.rand(32, 1, 1, 1, dtype=torch.float64) + 0.1, torch.randint(0, 10, (32,))
+    rows = {}
+    for name, act in (("torch", torch.relu), ("authors", relu_grad_at_zero)):
+        net = resnet("fc", (1, 1, 1), 10, widths=(4, 8), blocks=1, block_type="C", init="zero",
+                     activation=act, dtype=torch.float64)
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        g = net.blocks[1].skip.weight.grad  # the projection 4 -> 8 (cropped Hadamard)
+        rows[name] = int((g.abs().sum(1) > 0).sum())
+    assert rows == {"torch": 2, "authors": 8}
+
+
+def _digits_like(n=60, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 4
+    x = torch.randn(n, 1, 4, 4, generator=g) * 0.1 + y.view(-1, 1, 1, 1).float() / 4
+    return TensorData(x, y, 4, "toy")
+
+
+def _fc(arm, seed):
+    return resnet("fc", (1, 4, 4), 4, widths=16, blocks=2, block_type="C", init=arm, seed=seed,
+                  activation=relu_grad_at_zero)
+
+
+def test_train_members_matches_one_net_trained_alone_with_torch_sgd():
+    data = _digits_like()
+    cfg = dict(epochs=2, batch_size=16, momentum=0.9, weight_decay=1e-3, warmup_epochs=1.0, milestones=(1,))
+    ens = MemberEnsemble([_fc("he", 0), _fc("he", 1), _fc("zero", 0)], isolate_diverged=True)
+    hist = train_members(ens, data, data, [0.05, 0.02, 0.1], [3, 4, 5], **cfg)
+    # member 1 alone: the same data order (seed 4), torch.optim.SGD, the same lr factors
+    net = _fc("he", 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9, weight_decay=1e-3)
+    gen, step = torch.Generator().manual_seed(4), 0
+    for epoch in range(2):
+        perm = torch.randperm(len(data), generator=gen)
+        for start in range(0, len(data), 16):
+            idx = perm[start:start + 16]
+            for group in opt.param_groups:
+                group["lr"] = 0.02 * lr_factor(step, epoch, 4, (1,), 0.1)
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(data.x[idx]), data.y[idx]).backward()
+            opt.step()
+            step += 1
+    for name, p in net.named_parameters():
+        assert torch.allclose(ens.stacked[ens.names.index(name)][1], p, atol=1e-5), name
+    assert len(hist.test_acc) == 2 and len(hist.final) == 3 and hist.diverged == [False] * 3
+
+
+def test_zero_members_differ_only_by_data_order():
+    data = _digits_like()
+    ens = MemberEnsemble([_fc("zero", 0), _fc("zero", 1), _fc("zero", 2)])
+    train_members(ens, data, data, [0.05] * 3, [7, 7, 8], epochs=1, batch_size=16)
+    w = ens.stacked[ens.names.index("stem.weight")]
+    assert torch.equal(w[0], w[1]) and not torch.equal(w[0], w[2])
+
+
+def test_member_ensemble_with_batch_norm_and_per_member_batches():
+    nets = [resnet("conv", (1, 4, 4), 4, widths=(4,), blocks=1, batch_norm=True, init=a, seed=0,
+                   activation=relu_grad_at_zero) for a in ("zero", "he")]
+    ens = MemberEnsemble(nets, running_stats=True)
+    out = ens.forward_members(torch.randn(2, 5, 1, 4, 4))
+    assert out.shape == (2, 5, 4)
+    with pytest.raises(ValueError):
+        ens.forward_members(torch.randn(3, 5, 1, 4, 4))
+
+
+def test_diverged_member_is_nan_and_isolated():
+    data = _digits_like()
+    ens = MemberEnsemble([_fc("he", 0), _fc("he", 0)], isolate_diverged=True)
+    hist = train_members(ens, data, data, [1e6, 0.01], [0, 0], epochs=2, batch_size=16)
+    assert hist.diverged == [True, False]
+    assert math.isnan(hist.final[0]) and math.isfinite(hist.final[1])
+
+
+def test_lr_factor_warmup_and_milestones():
+    assert lr_factor(0, 0, 4, (), 0.1) == 0.25 and lr_factor(3, 0, 4, (), 0.1) == 1.0
+    assert lr_factor(10, 2, 4, (1, 2), 0.1) == pytest.approx(0.01)
+    assert lr_factor(0, 0, 0, (), 0.1) == 1.0
+
+
+def test_train_members_bad_inputs():
+    ens = MemberEnsemble([_fc("he", 0), _fc("he", 1)])
+    data = _digits_like()
+    with pytest.raises(ValueError):
+        train_members(ens, data, data, [0.1], [0, 1], epochs=1, batch_size=8)
+    with pytest.raises(ValueError):
+        train_members(ens, data, data, [0.1, -1.0], [0, 1], epochs=1, batch_size=8)
+
+
+def test_stable_rank():
+    assert stable_rank(torch.eye(5)) == pytest.approx(5.0)
+    assert stable_rank(torch.outer(torch.arange(1.0, 4), torch.ones(6))) == pytest.approx(1.0)
+    assert math.isnan(stable_rank(torch.zeros(3, 3)))
+    k = torch.zeros(2, 3, 3, 3)
+    k[0, 0, 1, 1], k[1, 1, 1, 1] = 1.0, 1.0
+    assert stable_rank(k) == pytest.approx(2.0)  # a kernel as (out, in k k)
+
+
+def test_update_stable_ranks_and_names():
+    ens = MemberEnsemble([_fc("zero", 0), _fc("he", 1)])
+    initial = {n: p.detach().clone() for n, p in zip(ens.names, ens.stacked)}
+    names = branch_weight_names(ens)
+    assert names == ["blocks.0.conv1.weight", "blocks.0.conv2.weight", "blocks.1.conv1.weight",
+                     "blocks.1.conv2.weight"]
+    assert "classifier.weight" not in prunable_weight_names(ens) and "stem.weight" in prunable_weight_names(ens)
+    with torch.no_grad():
+        ens.stacked[ens.names.index(names[0])][1] += torch.outer(torch.ones(16), torch.arange(16.0))
+    sr = update_stable_ranks(ens, initial, names[:1])
+    assert sr.shape == (2, 1) and math.isnan(sr[0, 0]) and sr[1, 0] == pytest.approx(1.0)
+
+
+def test_magnitude_pruning_per_member_and_layer():
+    ens = MemberEnsemble([_fc("he", 0), _fc("he", 1)])
+    data = _digits_like()
+    before = member_accuracy(ens, data)
+    acc = pruned_accuracy(ens, data, ["stem.weight"], 0.5)
+    assert member_accuracy(ens, data) == before and len(acc) == 2  # a copy is pruned
+    magnitude_prune_(ens, ["stem.weight"], 0.75)
+    w = ens.stacked[ens.names.index("stem.weight")]
+    assert [int((w[i] == 0).sum()) for i in range(2)] == [192, 192]  # 0.75 of 16 x 16
+    with pytest.raises(ValueError):
+        magnitude_prune_(ens, ["stem.weight"], 1.0)
+
+
+def test_search_lrs_and_train_runs():
+    data = _digits_like(80)
+    fit, val = split(data, 0.25, 0)
+    assert len(val) == 20 and len(fit) == 60
+    cfg = dict(epochs=2, batch_size=16, momentum=0.9)
+    choice = search_lrs(_fc, ["zero", "he"], [0.01, 0.03, 0.1], [0, 1, 2], fit, val, 0.25, **cfg)
+    assert set(choice) == {"zero", "he"}
+    for c in choice.values():
+        assert len(c.lrs) >= 3 and c.evidence.checks
+        assert fallback_lr(c) in c.lrs
+    acc, ens, hist, initial = train_runs(_fc, [("zero", 0.03, 0), ("he", 0.03, 0)], data, data, **cfg)
+    assert len(acc) == 2 and set(initial) == set(ens.names)
+    with pytest.raises(ValueError):
+        train_runs(_fc, [], data, data, **cfg)
+    with pytest.raises(ValueError):
+        split(data, 1.0, 0)

@@ -44,37 +44,3 @@ def test_report_refuses_readme_without_markers(tmp_path):
     (tmp_path / "README.md").write_text("no markers\n")
     with pytest.raises(ValueError, match="marker"):
         main(tmp_path)
-
-
-def test_stability_reads_experiments_from_git_refs(tmp_path):
-    import json
-    import subprocess
-
-    from initrepro.stability import main as stability_main
-
-    def git(*args):
-        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
-
-    _write_records(tmp_path)
-    git("init", "-q")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base", "--allow-empty")
-    git("add", "results")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "records")
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
-    # A seed-set-1 experiment whose second claim now reproduces.
-    path = tmp_path / "results/fractional_lognorm/claims.json"
-    record = json.loads(path.read_text())
-    record["claims"][1]["checks"][0]["value"] = 9.0
-    record["claims"][1]["checks"][0]["passed"] = True
-    record["claims"][1]["verdict"] = "reproduced"
-    saved = path.read_text()
-    path.write_text(json.dumps(record))
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "exp")
-    exp = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
-    git("update-ref", f"refs/exps/{head[:2]}/{head[2:]}/seed-set-1", exp)
-    git("reset", "-q", "--hard", head)
-    assert path.read_text() == saved
-    stability_main(tmp_path)
-    data = json.loads((tmp_path / "reports/stability.json").read_text())
-    assert data["verdicts"]["fractional.fewer_small_outputs"] == {"0": "not_reproduced", "1": "reproduced"}
-    assert "| not reproduced | reproduced | - | - | not run (seed sets 2, 3) |" in (tmp_path / "reports/stability.md").read_text()

@@ -1,88 +1,246 @@
-"""Does any verdict hang on one draw of the seeds? Verdicts under seed sets 0-3.
+"""Does any verdict hang on one draw of the seeds? Verdicts under seed sets 0-3 (and any other).
 
-    make stability                  # runs seed sets 1-3 as DVC experiments, then this module
-    python -m initrepro.stability   # reads them, writes reports/stability.{md,json}
+    python -m initrepro.stability run --seed-sets 1 2 3 --jobs 2   # run the claim stages under them
+    python -m initrepro.stability                                 # report: reports/stability.{md,json}
+    make stability                                                # run 1-3 (jobs 1), report, `make report`
 
-Seed set 0 is the committed records. Seed sets 1-3 are DVC experiments named
-``seed-set-<k>`` (``dvc exp run --temp -S seed_set=<k>``, which leaves the workspace alone),
-based on the current commit; their records are read from the experiments' git refs.
+Seed set 0 is the records in ``results/``. Seed set ``k`` (any integer >= 0: 7 and 42 work as
+well as 1-3) is run by ``python -m initrepro.pipeline <stage> --seed-set k --output-root
+reports/seed_sets/<k> --no-figures``: its records land in
+``reports/seed_sets/<k>/results/<stage>/claims.json`` (committed; no figures), and the
+workspace's records stay as they are. ``--jobs N`` runs N (stage, seed set) pairs at once,
+each stage with the threads of its conf; logs go to ``reports/seed_sets/<k>/logs/``.
+
+The report reads seed set ``k`` only from records made under it: a record whose
+``environment.seed_set`` is not ``k``, or whose profile is not the current one
+(``params.yaml``), is not used (it is listed under "ignored"), and its column stays "not run".
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+
+import yaml
 
 from initrepro.claims import REPO_ROOT, atomic_write_text, validate_record
 
 SEED_SETS = (0, 1, 2, 3)
-EXPERIMENT = "seed-set-{}"
+SEED_SET_DIR = Path("reports") / "seed_sets"
 
 
-def _git(*args: str, root: Path = REPO_ROOT) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+def seed_set_root(k: int, root: Path = REPO_ROOT) -> Path:
+    """Where the records of seed set ``k`` live: the project for 0, else ``reports/seed_sets/<k>``."""
+    return root if k == 0 else root / SEED_SET_DIR / str(k)
 
 
-def experiment_ref(seed_set: int, baseline: str, root: Path = REPO_ROOT) -> str | None:
-    """The git ref of experiment ``seed-set-<k>`` on ``baseline`` (a full commit), if any."""
-    ref = f"refs/exps/{baseline[:2]}/{baseline[2:]}/{EXPERIMENT.format(seed_set)}"
-    return ref if _git("for-each-ref", "--format=%(refname)", ref, root=root) else None
+def current_profile(root: Path = REPO_ROOT) -> str:
+    return (yaml.safe_load((root / "params.yaml").read_text()) or {}).get("profile", "smoke")
 
 
-def records_at(rev: str | None, root: Path = REPO_ROOT) -> dict[str, dict]:
-    """Stage -> claim record, from the working tree (``rev=None``) or a git revision."""
-    if rev is None:
-        paths = sorted((root / "results").glob("*/claims.json"))
-        return {p.parent.name: validate_record(json.loads(p.read_text())) for p in paths}
-    names = _git("ls-tree", "-r", "--name-only", rev, "results", root=root).splitlines()
-    return {Path(n).parent.name: validate_record(json.loads(_git("show", f"{rev}:{n}", root=root)))
-            for n in names if n.endswith("/claims.json")}
+def claim_stages(root: Path = REPO_ROOT) -> list[str]:
+    stages = (yaml.safe_load((root / "dvc.yaml").read_text()) or {}).get("stages", {})
+    return [s for s in stages if s != "report"]
 
 
-def verdicts_by_seed_set(root: Path = REPO_ROOT) -> tuple[dict, dict]:
-    """``{claim id: {seed set: verdict}}`` and ``{seed set: source}`` for the sets found."""
-    baseline = _git("rev-parse", "HEAD", root=root)
-    table, sources = {}, {}
-    for k in SEED_SETS:
-        ref = None if k == 0 else experiment_ref(k, baseline, root)
-        if k and ref is None:
-            continue
-        sources[k] = "committed records" if ref is None else ref
-        for record in records_at(ref, root).values():
+def found_seed_sets(root: Path = REPO_ROOT) -> list[int]:
+    """0-3 and every seed set with a folder under ``reports/seed_sets/``."""
+    folder = root / SEED_SET_DIR
+    extra = {int(d.name) for d in folder.iterdir() if d.is_dir() and d.name.isdigit()} if folder.is_dir() else set()
+    return sorted(set(SEED_SETS) | extra)
+
+
+# --- run ----------------------------------------------------------------------------------
+
+
+def _threads(stage: str, profile: str, root: Path) -> int | None:
+    try:
+        conf = yaml.safe_load((root / "pipelines" / "conf" / stage / f"{profile}.yaml").read_text()) or {}
+    except OSError:
+        return None
+    return conf.get("threads") if isinstance(conf.get("threads"), int) else None
+
+
+def _last_runtime(stage: str, root: Path) -> float:
+    try:
+        return float(json.loads((root / "results" / stage / "claims.json").read_text())["runtime_s"])
+    except (OSError, ValueError, KeyError):
+        return 0.0
+
+
+def run_one(stage: str, k: int, profile: str, root: Path = REPO_ROOT) -> tuple[int, float, Path]:
+    """Run ``stage`` under seed set ``k`` into ``reports/seed_sets/<k>``; (exit status, seconds, log)."""
+    out = seed_set_root(k, root)
+    log = out / "logs" / f"{stage}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    threads = _threads(stage, profile, root)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    cmd = [sys.executable, "-m", "initrepro.pipeline", stage, "--profile", profile, "--seed-set", str(k),
+           "--output-root", str(out), "--no-figures"]
+    start = time.perf_counter()
+    with open(log, "w") as fh:
+        rc = subprocess.run(cmd, cwd=root, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
+    return rc, time.perf_counter() - start, log
+
+
+def run(seed_sets, stages=None, jobs: int = 1, profile: str | None = None, root: Path = REPO_ROOT) -> int:
+    """Run every (stage, seed set) pair, ``jobs`` at a time, longest stages first; 0 if all succeeded."""
+    from initrepro.pipeline import ParameterError, check_params, check_seed_set
+
+    profile = profile or current_profile(root)
+    stages = list(stages or claim_stages(root))
+    seed_sets = [check_seed_set(k) for k in seed_sets]
+    if 0 in seed_sets:
+        raise ParameterError("seed_sets must not hold 0: seed set 0 is the records in results/: run it with `dvc repro`, not here")
+    for stage in stages:  # every parameter before any run
+        check_params(stage, profile, seed_sets[0])
+    pairs = sorted(((s, k) for k in seed_sets for s in stages), key=lambda p: -_last_runtime(p[0], root))
+    print(f"{len(pairs)} runs ({len(stages)} stages x seed sets {seed_sets}, profile {profile}), {jobs} at a time",
+          flush=True)
+    failed = []
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(run_one, s, k, profile, root): (s, k) for s, k in pairs}
+        for i, future in enumerate(as_completed(futures), 1):
+            (stage, k), (rc, seconds, log) = futures[future], future.result()
+            status = "ok" if rc == 0 else f"FAILED (exit {rc}; see {log.relative_to(root)})"
+            print(f"[{i}/{len(pairs)}] {stage} seed set {k}: {status}, {seconds:.0f} s", flush=True)
+            if rc:
+                failed.append((stage, k))
+    return 1 if failed else 0
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def collect(root: Path = REPO_ROOT, profile: str | None = None, seed_sets=None) -> dict:
+    """Verdicts per claim and seed set, from records made under that seed set and profile.
+
+    Returns ``{"profile", "seed_sets", "verdicts": {claim: {k: verdict}}, "reasons": {claim:
+    {k: reason}}, "sources": {k: folder}, "runtime_s": {k: seconds}, "ignored": [why]}``.
+    """
+    profile = profile or current_profile(root)
+    seed_sets = list(seed_sets or found_seed_sets(root))
+    verdicts, reasons, sources, runtime, ignored = {}, {}, {}, {}, []
+    for k in seed_sets:
+        folder = seed_set_root(k, root)
+        for path in sorted(folder.glob("results/*/claims.json")):
+            rel = path.relative_to(root).as_posix()
+            try:
+                record = validate_record(json.loads(path.read_text()))
+            except (ValueError, KeyError) as err:
+                ignored.append(f"{rel}: not a valid record ({err})")
+                continue
+            made = record["environment"].get("seed_set")
+            if made != k or record["profile"] != profile:
+                ignored.append(f"{rel}: made under seed set {made}, profile {record['profile']} "
+                               f"(this column: seed set {k}, profile {profile})")
+                continue
+            sources[k] = folder.relative_to(root).as_posix() or "."
+            runtime[k] = runtime.get(k, 0.0) + record["runtime_s"]
             for c in record["claims"]:
-                table.setdefault(c["id"], {})[k] = c["verdict"]
-    return table, sources
+                verdicts.setdefault(c["id"], {})[k] = c["verdict"]
+                reasons.setdefault(c["id"], {})[k] = c["reason"]
+    return {"profile": profile, "seed_sets": seed_sets, "verdicts": verdicts, "reasons": reasons,
+            "sources": sources, "runtime_s": runtime, "ignored": ignored}
 
 
-def held(verdicts: dict) -> str:
-    """'yes' when all four seed sets agree, else the flips, or 'not run' for missing sets."""
-    missing = [k for k in SEED_SETS if k not in verdicts]
+def held(verdicts: dict, seed_sets=SEED_SETS) -> str:
+    """'yes' when every seed set agrees with seed set 0, else the flips, or 'not run' for missing sets."""
+    missing = [k for k in seed_sets if k not in verdicts]
     if missing:
         return f"not run (seed sets {', '.join(map(str, missing))})"
-    flips = [f"seed set {k}: {v.replace('_', ' ')}" for k, v in verdicts.items() if v != verdicts[0]]
+    flips = [f"seed set {k}: {v.replace('_', ' ')}" for k, v in sorted(verdicts.items()) if v != verdicts[0]]
     return "yes" if not flips else "no (" + "; ".join(flips) + ")"
 
 
-def render(table: dict, sources: dict, commit: str) -> str:
-    rows = ["| claim | " + " | ".join(f"seed set {k}" for k in SEED_SETS) + " | held |",
-            "|---|" + "---|" * (len(SEED_SETS) + 1)]
-    for cid, verdicts in table.items():
-        cells = [verdicts.get(k, "-").replace("_", " ") for k in SEED_SETS]
-        rows.append(f"| `{cid}` | " + " | ".join(cells) + f" | {held(verdicts)} |")
-    src = "\n".join(f"- seed set {k}: {s}" for k, s in sources.items())
-    return (f"# Stability across seed sets\n\nGenerated by `python -m initrepro.stability` at commit {commit}.\n"
-            f"Every seed of every stage moves to a disjoint range per seed set (`initrepro.seeding`).\n\n"
-            f"{chr(10).join(rows)}\n\nSources:\n{src}\n")
+def flips(data: dict) -> list[dict]:
+    """Every verdict that differs from seed set 0's, with the reason its record gives."""
+    out = []
+    for cid, vs in data["verdicts"].items():
+        if 0 not in vs:
+            continue
+        for k, v in sorted(vs.items()):
+            if k != 0 and v != vs[0]:
+                out.append({"claim": cid, "seed_set": k, "verdict": v, "seed_set_0": vs[0],
+                            "reason": data["reasons"][cid][k], "reason_seed_set_0": data["reasons"][cid][0]})
+    return out
 
 
-def main(root: Path = REPO_ROOT) -> int:
-    table, sources = verdicts_by_seed_set(root)
-    commit = _git("rev-parse", "--short", "HEAD", root=root)
-    atomic_write_text(root / "reports" / "stability.md", render(table, sources, commit))
-    data = {"commit": commit, "verdicts": {c: {str(k): v for k, v in vs.items()} for c, vs in table.items()}}
-    atomic_write_text(root / "reports" / "stability.json", json.dumps(data, indent=2) + "\n")
+def render(data: dict, commit: str | None) -> str:
+    sets = data["seed_sets"]
+    rows = ["| claim | " + " | ".join(f"seed set {k}" for k in sets) + " | held |",
+            "|---|" + "---|" * (len(sets) + 1)]
+    for cid, vs in data["verdicts"].items():
+        cells = [vs.get(k, "-").replace("_", " ") for k in sets]
+        rows.append(f"| `{cid}` | " + " | ".join(cells) + f" | {held(vs, sets)} |")
+    flip_lines = [f"- `{f['claim']}`, seed set {f['seed_set']}: {f['verdict'].replace('_', ' ')} "
+                  f"(seed set 0: {f['seed_set_0'].replace('_', ' ')}). {f['reason']}" for f in flips(data)]
+    src = [f"- seed set {k}: `{data['sources'][k]}/results/*/claims.json`, stage time "
+           f"{data['runtime_s'][k] / 60:.1f} min" if k in data["sources"] else f"- seed set {k}: not run"
+           for k in sets]
+    text = (f"# Stability across seed sets\n\nGenerated by `python -m initrepro.stability`"
+            + (f" at commit {commit}" if commit else "") + f", profile {data['profile']}.\n"
+            "Every seed of every stage moves to a disjoint range per seed set (`initrepro.seeding`); seed set 0 "
+            "is the committed records, the others run by `python -m initrepro.stability run --seed-sets ...`.\n"
+            "A record is used only for the seed set and profile it was made under.\n\n"
+            + "\n".join(rows) + "\n\n## Flips\n\n" + ("\n".join(flip_lines) or "None: every verdict held.")
+            + "\n\n## Sources\n\n" + "\n".join(src) + "\n")
+    if data["ignored"]:
+        text += "\nIgnored records:\n\n" + "\n".join(f"- {why}" for why in data["ignored"]) + "\n"
+    return text
+
+
+def _commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+        return out.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def report(root: Path = REPO_ROOT, profile: str | None = None) -> dict:
+    """Write ``reports/stability.md`` and ``reports/stability.json``; returns the JSON data."""
+    data = collect(root, profile)
+    commit = _commit(root)
+    atomic_write_text(root / "reports" / "stability.md", render(data, commit))
+    out = {"commit": commit, "profile": data["profile"], "seed_sets": data["seed_sets"],
+           "verdicts": {c: {str(k): v for k, v in sorted(vs.items())} for c, vs in data["verdicts"].items()},
+           "flips": flips(data), "sources": {str(k): v for k, v in data["sources"].items()},
+           "ignored": data["ignored"]}
+    atomic_write_text(root / "reports" / "stability.json", json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None, root: Path = REPO_ROOT) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    p_run = sub.add_parser("run", help="run the claim stages under other seed sets into reports/seed_sets/<k>/")
+    p_run.add_argument("--seed-sets", nargs="+", default=["1", "2", "3"])
+    p_run.add_argument("--stages", nargs="+", default=None)
+    p_run.add_argument("--jobs", type=int, default=1)
+    p_run.add_argument("--profile", default=None)
+    p_rep = sub.add_parser("report", help="write reports/stability.{md,json} (the default)")
+    p_rep.add_argument("--profile", default=None)
+    args = parser.parse_args(argv if argv is not None else sys.argv[1:])
+    if args.command == "run":
+        from initrepro.pipeline import ParameterError
+
+        try:
+            return run(args.seed_sets, args.stages, args.jobs, args.profile, root)
+        except ParameterError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    data = report(root, getattr(args, "profile", None))
+    print(f"reports/stability.md: {len(data['verdicts'])} claims, seed sets with records "
+          f"{sorted(int(k) for k in data['sources'])}, {len(data['flips'])} flips, {len(data['ignored'])} ignored records")
     return 0
 
 

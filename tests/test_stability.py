@@ -1,0 +1,77 @@
+"""Seed-set stability: records in reports/seed_sets/<k>/, used only for the seed set they were made under."""
+
+import json
+
+import pytest
+
+from initrepro.claims import Check, StageRecord
+from initrepro.stability import collect, held, main, report
+
+
+def _write(root, seed_set, z=2.0, profile="smoke"):
+    record = StageRecord("fractional_lognorm", profile, output_root=root, seed_set=seed_set)
+    record.claim("fractional.recovers_classical", [Check("error", 1e-15, "<=", 1e-12)])
+    record.claim("fractional.fewer_small_outputs", [Check("z", z, ">", 5.0)], reason=f"z = {z}")
+    record.write()
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "params.yaml").write_text("profile: smoke\nseed_set: 0\n")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    _write(tmp_path, 0)
+    return tmp_path
+
+
+def test_each_seed_set_is_read_from_its_folder(project):
+    _write(project / "reports/seed_sets/1", 1, z=9.0)
+    _write(project / "reports/seed_sets/2", 2)
+    _write(project / "reports/seed_sets/42", 42)  # a seed set never run before
+    data = report(project)
+    assert data["seed_sets"] == [0, 1, 2, 3, 42]
+    assert data["verdicts"]["fractional.fewer_small_outputs"] == {
+        "0": "not_reproduced", "1": "reproduced", "2": "not_reproduced", "42": "not_reproduced"}
+    assert data["flips"] == [{"claim": "fractional.fewer_small_outputs", "seed_set": 1, "verdict": "reproduced",
+                              "seed_set_0": "not_reproduced", "reason": "z = 9.0", "reason_seed_set_0":
+                              data["flips"][0]["reason_seed_set_0"]}]
+    md = (project / "reports/stability.md").read_text()
+    assert "| `fractional.fewer_small_outputs` | not reproduced | reproduced | not reproduced | - | not reproduced |" in md
+    assert "not run (seed sets 3)" in md
+    assert "seed set 1: reproduced (seed set 0: not reproduced). z = 9.0" in md
+
+
+def test_a_record_of_another_seed_set_is_not_used(project):
+    # a seed-set-0 record copied into folder 1 (e.g. a run that ignored --seed-set)
+    _write(project / "reports/seed_sets/1", 0)
+    data = collect(project)
+    assert all(1 not in vs for vs in data["verdicts"].values())
+    assert any("made under seed set 0" in why for why in data["ignored"])
+    assert held(data["verdicts"]["fractional.recovers_classical"]) == "not run (seed sets 1, 2, 3)"
+    report(project)
+    assert "| `fractional.recovers_classical` | reproduced | - | - | - | not run (seed sets 1, 2, 3) |" in (
+        project / "reports/stability.md").read_text()
+
+
+def test_a_record_of_another_profile_is_not_used(project):
+    _write(project / "reports/seed_sets/1", 1, profile="tiny")
+    assert all(1 not in vs for vs in collect(project)["verdicts"].values())
+    assert 1 in collect(project, profile="tiny")["verdicts"]["fractional.recovers_classical"]
+
+
+def test_held_lists_flips_and_missing_sets():
+    assert held({0: "reproduced", 1: "reproduced", 2: "reproduced", 3: "reproduced"}) == "yes"
+    assert held({0: "reproduced", 1: "inconclusive", 2: "reproduced", 3: "reproduced", 7: "not_reproduced"}) == (
+        "no (seed set 1: inconclusive; seed set 7: not reproduced)")
+    assert held({0: "reproduced"}, seed_sets=(0, 7)) == "not run (seed sets 7)"
+
+
+def test_run_rejects_seed_set_0_and_bad_names(project, capsys):
+    assert main(["run", "--seed-sets", "0"], root=project) == 2
+    assert "seed_sets must not hold 0" in capsys.readouterr().err
+    assert main(["run", "--seed-sets", "-3"], root=project) == 2
+    assert "seed_set must be an integer >= 0" in capsys.readouterr().err
+
+
+def test_report_is_the_default_command(project):
+    assert main([], root=project) == 0
+    assert json.loads((project / "reports/stability.json").read_text())["profile"] == "smoke"

@@ -3,15 +3,20 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# The claim stages of dvc.yaml (the report stage writes into this workspace, not an experiment's copy).
-CLAIM_STAGES := $(filter-out report,$(shell sed -n 's/^  \([a-z_0-9]*\):.*/\1/p' dvc.yaml))
+# `make stability SEED_SETS="1 2 3 7" JOBS=2`: any seed sets >= 1, N stage runs at a time.
+SEED_SETS ?= 1 2 3
+JOBS ?= 1
 # Stage commands call `python`: the one in .venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test paper report stability clean-venv
+.PHONY: repro test paper report stability deps plots clean-venv
 
-repro: $(STAMP)
+# dvc.yaml's deps follow the imports first (initrepro.deps), then DVC reruns what changed.
+repro: $(STAMP) deps
 	$(BIN)/dvc repro
+
+deps: $(STAMP)
+	$(BIN)/python -m initrepro.deps --write
 
 test: $(STAMP)
 	$(BIN)/pytest
@@ -23,12 +28,16 @@ paper: $(STAMP)
 report: $(STAMP)
 	$(BIN)/python -m initrepro.report
 
-# The verdicts under seed sets 1-3, each a DVC experiment run in a temporary copy (the
-# workspace stays as it is), then reports/stability.md and the README's stability column.
+# Every figure on one page: dvc_plots/index.html.
+plots: $(STAMP)
+	$(BIN)/dvc plots show
+
+# The verdicts under seed sets 1-3: each claim stage run into reports/seed_sets/<k>/ (the
+# workspace's records stay as they are), then reports/stability.{md,json} and the README's
+# stability column. The report is written even when a run failed; make then fails.
 stability: $(STAMP)
-	for k in 1 2 3; do $(BIN)/dvc exp run --temp --force --name seed-set-$$k -S seed_set=$$k $(CLAIM_STAGES) || exit 1; done
-	$(BIN)/python -m initrepro.stability
-	$(BIN)/dvc repro report
+	$(BIN)/python -m initrepro.stability run --seed-sets $(SEED_SETS) --jobs $(JOBS); status=$$?; \
+	$(BIN)/python -m initrepro.stability && $(BIN)/python -m initrepro.report && exit $$status
 
 # (Re)build the environment whenever pyproject.toml changes.
 $(STAMP): pyproject.toml

@@ -44,3 +44,20 @@ def test_report_refuses_readme_without_markers(tmp_path):
     (tmp_path / "README.md").write_text("no markers\n")
     with pytest.raises(ValueError, match="marker"):
         main(tmp_path)
+
+
+def test_table_links_notebooks_and_shows_design_changes_and_paper_precision(tmp_path, monkeypatch):
+    import initrepro.claims
+
+    _write_records(tmp_path)
+    records = load_records(tmp_path)
+    records[0]["claims"][0]["design"] = {"post_hoc_changes": 2}
+    papers = initrepro.claims.all_paper_claims()
+    spec = papers["fractional.fewer_small_outputs"]
+    papers["fractional.fewer_small_outputs"] = {**spec, "design": {"tiny": {
+        "paper_precision": "Fig. 3: 1 point | smoke margin 5 points, looser", "keys": [], "registered": {}}}}
+    monkeypatch.setattr(initrepro.claims, "all_paper_claims", lambda: papers)
+    text = render(records, full=False)
+    assert "[fractional_lognorm](reports/notebooks/fractional_lognorm.html) (tiny)" in text
+    assert f"| [2](papers/{spec['paper']}.yaml) |" in text
+    assert "| Fig. 3: 1 point / smoke margin 5 points, looser |" in text

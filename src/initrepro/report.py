@@ -46,18 +46,54 @@ def load_stability(root: Path = REPO_ROOT) -> dict:
     return json.loads(path.read_text()) if path.exists() else {"commit": None, "verdicts": {}}
 
 
+def notebook_link(stage: str) -> str:
+    """The executed notebook of ``stage`` as HTML (written by ``initrepro.pipeline`` on success)."""
+    return f"reports/notebooks/{stage}.html"
+
+
+def design_changes(claim: dict, profile: str, papers: dict) -> str:
+    """How many design changes followed a seen result, linked to the claim's design log: from
+    the record's ``design`` block, else from the paper YAML (``initrepro.designs``)."""
+    spec = papers.get(claim["id"], {})
+    link = f"papers/{spec.get('paper', claim['paper'])}.yaml"
+    count = (claim.get("design") or {}).get("post_hoc_changes")
+    if count is None:
+        from initrepro.designs import design_state
+
+        try:
+            state = design_state(claim["id"], profile, papers) if spec else None
+        except (OSError, ValueError, KeyError) as err:
+            return f"[design log unreadable]({link}): {type(err).__name__}"
+        if state is None:
+            return f"[not registered]({link})"
+        count = state.post_hoc_changes
+    return f"[{count}]({link})"
+
+
+def paper_precision(claim: dict, profile: str, papers: dict) -> str:
+    """The paper's own precision or gap next to the margin used here (``design.<profile>.paper_precision``)."""
+    design = (papers.get(claim["id"], {}).get("design") or {}).get(profile) or {}
+    return " ".join(str(design.get("paper_precision") or "-").split()).replace("|", "/")
+
+
 def claims_table(records: list[dict], stability: dict, full: bool = True) -> str:
-    rows = ["| stage | claim | paper | measured | verdict | held on seed sets 0-3 | figure |",
-            "|---|---|---|---|---|---|---|"]
+    from initrepro.claims import all_paper_claims
+
+    papers = all_paper_claims()
+    rows = ["| stage | claim | paper | measured | verdict | held on seed sets 0-3 "
+            "| design changes after a seen result | paper's precision vs the margin here | figure |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for record in records:
+        stage = f"[{record['stage']}]({notebook_link(record['stage'])}) ({record['profile']})"
         for c in record["claims"]:
             figure = ", ".join(f"[{Path(f).stem}]({f})" for f in c["figures"]) or "-"
             statement = " ".join(c["statement"].split()) if full else short_statement(c["statement"])
             seeds = {int(k): v for k, v in stability["verdicts"].get(c["id"], {}).items()}
             stable = held(seeds) if seeds.get(0) == c["verdict"] else "not run on this record"
-            rows.append(f"| {record['stage']} ({record['profile']}) | `{c['id']}`: {statement} | {c['paper']} "
+            rows.append(f"| {stage} | `{c['id']}`: {statement} | {c['paper']} "
                         f"| {measured_summary(c).replace('|', '/')} | {VERDICT_MARK[c['verdict']]} | {stable} "
-                        f"| {figure} |")
+                        f"| {design_changes(c, record['profile'], papers)} "
+                        f"| {paper_precision(c, record['profile'], papers)} | {figure} |")
     return "\n".join(rows)
 
 
@@ -73,7 +109,10 @@ def render(records: list[dict], stability: dict | None = None, full: bool = True
     stability = stability or {"commit": None, "verdicts": {}}
     runtime = ", ".join(f"{r['stage']} {r['runtime_s']:.0f} s" for r in records)
     total = sum(r["runtime_s"] for r in records)
-    text = claims_table(records, stability, full) + f"\n\nStage runtimes: {runtime} (total {total / 60:.1f} min).\n"
+    text = (claims_table(records, stability, full) + f"\n\nStage runtimes: {runtime} (total {total / 60:.1f} min).\n"
+            "Each stage links its executed notebook (HTML, figures inline). Design changes after a seen result: "
+            "the entries of the claim's `design_log` made after a result of it was seen "
+            "(`python -m initrepro.designs`).\n")
     if stability["commit"]:
         text += f"Seed-set stability from [reports/stability.md](reports/stability.md), commit {stability['commit']}.\n"
     if reasons(records):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from initrepro.claims import REPO_ROOT, all_paper_claims, load_record
+from initrepro.claims import REPO_ROOT, all_paper_claims, flat_metrics, load_record
 from initrepro.report import END, START, load_records, load_stability, render
 
 DVC = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
@@ -47,6 +47,16 @@ def test_verdicts_match_the_papers_expectations(stage):
         assert claim["verdict"] == expected, (
             f"{claim['id']}: verdict {claim['verdict']!r}, papers YAML expects {expected!r} at {PROFILE}: "
             f"{claim['reason']}")
+
+
+@pytest.mark.parametrize("stage", CLAIM_STAGES)
+def test_metrics_and_notebook_of_each_record(stage):
+    # results/<stage>/metrics.json (what `dvc metrics show` lists) follows from the record, and the
+    # executed notebook that made it is there to open (reports/notebooks/<stage>.html)
+    metrics = REPO_ROOT / "results" / stage / "metrics.json"
+    assert metrics.exists(), f"{metrics} is missing: run `make repro`"
+    assert json.loads(metrics.read_text()) == json.loads(json.dumps(flat_metrics(_record(stage))))
+    assert (REPO_ROOT / "reports" / "notebooks" / f"{stage}.html").exists()
 
 
 def _dvc_status() -> dict:

@@ -12,9 +12,10 @@ from initrepro.init.constnet import channel_average_
 from initrepro.models.wrn import probe_init, wrn
 from initrepro.symmetry import (SymmetryTracker, conv_layers, distinct_rows, diversity,
                                 mean_pairwise_correlation, relative_spread)
-from initrepro.symmetry_breakers import (BREAKERS, build_arm, channel_uniform_kernels, first_asymmetric_step,
-                                         onednn, permuted_weight_grad, probe_kernels, seconds_per_step,
-                                         skip_reason, train_arm, train_arms)
+from initrepro.symmetry_breakers import (BREAKERS, KERNELS, build_arm, channel_uniform_kernels,
+                                         first_asymmetric_step, kernel_set, onednn, permuted_weight_grad,
+                                         probe_kernels, seconds_per_step, skip_reason, train_arm, train_arms,
+                                         uniform_conv2d, uniform_convs_, uniform_im2col)
 from initrepro.training import TrainConfig, train
 
 
@@ -289,6 +290,14 @@ def test_constnet_arms_train_with_channel_uniform_kernels(monkeypatch):
     assert seen == [False, torch.backends.mkldnn.enabled]
 
 
+def test_constnet_arms_record_their_kernels_and_device():
+    data = small_data(n=16)
+    cfg = TrainConfig(epochs=1, batch_size=16, max_steps=1)
+    const = train_arm("none", "constnet", data, data, cfg, depth=10, widen_factor=1, progress=False)
+    he = train_arm("none", "he", data, data, cfg, depth=10, widen_factor=1, progress=False, device="cpu")
+    assert const.kernels == "uniform" and he.kernels in ("onednn", "onednn_off")
+
+
 def test_none_keeps_constnet_symmetric_in_both_directions_with_tracking():
     data = small_data(n=64)
     result = train_arm("none", "constnet", data, data, TrainConfig(epochs=2, batch_size=16, lr=0.1), depth=10,
@@ -322,13 +331,74 @@ def test_train_arms_in_processes_equals_in_process():
 def test_first_asymmetric_step_none_with_channel_uniform_kernels():
     data = small_data(n=64)
     cfg = TrainConfig(epochs=1, batch_size=16, lr=0.1, max_steps=4)
-    assert first_asymmetric_step(data, data, cfg, depth=10, widen_factor=1, mkldnn=False) is None
+    assert first_asymmetric_step(data, data, cfg, depth=10, widen_factor=1, kernels="uniform") is None
+    with pytest.raises(ValueError, match="kernels"):
+        first_asymmetric_step(data, data, cfg, depth=10, widen_factor=1, kernels="mkl")
 
 
 def test_probe_kernels_runs_each_environment_in_a_fresh_interpreter():
     probe = probe_kernels({"default": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}},
-                          dataset="digits", seed=0, steps=2, depth=10, widen_factor=1, batch_size=32, lr=0.1)
+                          dataset="digits", seed=0, steps=2, depth=10, widen_factor=1, batch_size=32, lr=0.1,
+                          kernels=("uniform", "onednn_off"))
     assert probe["default"]["cpu_capability"] == "DEFAULT"
-    assert probe["default"]["mkldnn_off"] is None
+    assert probe["default"]["ATEN_CPU_CAPABILITY"] == "default"
+    assert probe["default"]["uniform"] is None and probe["default"]["onednn_off"] is None
     with pytest.raises(ValueError, match="steps"):
         probe_kernels({}, dataset="digits", seed=0, steps=0, depth=10, widen_factor=1, batch_size=32, lr=0.1)
+
+
+# --- the channel-uniform convolution ---------------------------------------------------------
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 1, 1), (3, 2, 1), (1, 2, 0), (1, 1, 0), (3, 1, 0)])
+def test_uniform_conv2d_is_conv2d_with_its_gradients(kernel, stride, padding):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 7, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 4, kernel, kernel, generator=g, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(uniform_conv2d(x, w, stride, padding), F.conv2d(x, w, stride=stride, padding=padding))
+    assert torch.autograd.gradcheck(lambda a, b: uniform_conv2d(a, b, stride, padding), (x, w))
+
+
+def test_uniform_im2col_matches_unfold_up_to_the_column_order():
+    x = torch.randn(2, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+    patches, ho, wo = uniform_im2col(x, 3, 2, 1)
+    ref = F.unfold(x, 3, padding=1, stride=2)  # (N, C*9, L), channel slowest
+    ref = ref.view(2, 3, 9, ho * wo).permute(0, 3, 2, 1).reshape(2 * ho * wo, 27)  # (N*L, (tap, C))
+    assert torch.equal(patches, ref)
+
+
+def test_uniform_conv2d_keeps_identical_channels_identical():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 8, 8, generator=g).expand(64, 16, 8, 8).contiguous().requires_grad_()
+    w = torch.randn(1, 1, 3, 3, generator=g).expand(32, 16, 3, 3).contiguous().requires_grad_()
+    out = uniform_conv2d(x, w, 2, 1)
+    assert distinct_rows(out, dim=1) == 1
+    out.backward(torch.randn(64, 1, 4, 4, generator=g).expand_as(out))
+    assert distinct_rows(w.grad) == 1 and distinct_rows(w.grad, dim=1) == 1 and distinct_rows(x.grad, dim=1) == 1
+
+
+def test_uniform_convs_replace_every_conv_and_reject_biased_ones():
+    model = uniform_convs_(wrn(10, 1, 4, 1, init="he", generator=torch.Generator().manual_seed(0)))
+    ref = wrn(10, 1, 4, 1, init="he", generator=torch.Generator().manual_seed(0))
+    x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert all(getattr(m, "uniform_conv", False) for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    torch.testing.assert_close(model(x), ref(x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="bias-free"):
+        uniform_convs_(torch.nn.Conv2d(2, 2, 3, bias=True))
+    with pytest.raises(ValueError, match="kernels"):
+        with kernel_set(model, "mkl"):
+            pass
+
+
+def test_uniform_kernels_keep_constnet_symmetric_on_every_cpu_kernel_path():
+    """The property the ConstNet arms rest on: on the channel-uniform kernels a ConstNet without
+    breaker keeps one distinct filter (and input channel) per conv on every CPU kernel path,
+    each in a fresh interpreter (the variables are read once per process)."""
+    envs = {"this machine": {},
+            "AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
+            "default": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},
+            "MKL AVX2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
+    probe = probe_kernels(envs, dataset="digits", seed=0, steps=25, depth=10, widen_factor=2, batch_size=64, lr=0.1,
+                          kernels=("uniform",))
+    assert {name: p["uniform"] for name, p in probe.items()} == {name: None for name in envs}
+    assert probe["AVX2"]["cpu_capability"] in ("AVX2", "DEFAULT") and probe["default"]["cpu_capability"] == "DEFAULT"
+    assert KERNELS[0] == "uniform"

@@ -37,7 +37,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -54,51 +54,121 @@ REDUCTION_BLOCKS = 32  # partial sums per weight-gradient reduction in the reduc
 MIN_BLOCK_ROWS = 16  # fewer, larger blocks for small reductions: the partial sums stay cheap
 
 
-class _ReductionOrderConv2d(torch.autograd.Function):
-    """conv2d whose weight gradient is a per-output-channel randomly ordered float32 sum."""
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def uniform_im2col(x: torch.Tensor, kernel_size, stride=1, padding=0) -> tuple[torch.Tensor, int, int]:
+    """The patches of a convolution as one (N*Ho*Wo, kh*kw*C) matrix, channel index fastest
+    (the image's NHWC layout): one strided copy per kernel tap, arithmetic-free."""
+    (kh, kw), (sh, sw), (ph, pw) = _pair(kernel_size), _pair(stride), _pair(padding)
+    n, _, h, w = x.shape
+    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph))  # (N, Hp, Wp, C)
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    taps = [xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] for i in range(kh) for j in range(kw)]
+    return torch.stack(taps, dim=3).reshape(n * ho * wo, -1), ho, wo
+
+
+def _block_permuted_sum(grads: torch.Tensor, patches: torch.Tensor, generator: torch.Generator | None,
+                        blocks: int = REDUCTION_BLOCKS) -> torch.Tensor:
+    """``patches.T @ grads`` (J, O) summed over the rows in ``blocks`` partial sums (one batched
+    matmul; at least ``MIN_BLOCK_ROWS`` rows each) that are added in a random order drawn
+    independently for every output channel ``o``; float32 throughout. The channels are the
+    products' columns, where the matmul treats them alike (see :func:`uniform_conv2d`), so
+    the drawn order is the only channel asymmetry."""
+    rows, out_channels = grads.shape
+    blocks = max(1, min(blocks, rows // MIN_BLOCK_ROWS))
+    pad = -rows % blocks
+    if pad:  # zero rows add exact zeros
+        patches, grads = F.pad(patches, (0, 0, 0, pad)), F.pad(grads, (0, 0, 0, pad))
+    partial = torch.bmm(patches.reshape(blocks, -1, patches.shape[1]).transpose(1, 2),
+                        grads.reshape(blocks, -1, out_channels))  # (blocks, J, O)
+    order = torch.argsort(torch.rand(out_channels, blocks, generator=generator), dim=1).to(grads.device)
+    # shuffled[o, k] = partial[order[o, k], :, o]: channel o's k-th addend
+    shuffled = partial.permute(2, 0, 1).gather(1, order[:, :, None].expand(-1, -1, partial.shape[1]))
+    return shuffled.sum(dim=1).T  # (J, O)
+
+
+class _UniformConv2d(torch.autograd.Function):
+    """conv2d (bias-free, ungrouped, undilated) as im2col + one GEMM each way, with the
+    channels always the columns of the product (forward (NL, O), input gradient (NL, J),
+    weight gradient (J, O)): every output channel, and every input channel, goes through the
+    same arithmetic, so identical channels stay bitwise identical. (With the channels as the
+    rows, e.g. ``grads.T @ patches`` for the stem's (16, 9) weight gradient, MKL's sgemm was
+    seen to round rows differently: 4 distinct rows of 16.) With a ``generator``, the weight gradient is instead a
+    per-output-channel randomly ordered float32 sum (the ``reduction_order`` breaker)."""
 
     @staticmethod
     def forward(ctx, x, weight, stride, padding, generator):
-        ctx.save_for_backward(x, weight)
-        ctx.stride, ctx.padding, ctx.generator = stride, padding, generator
-        return F.conv2d(x, weight, stride=stride, padding=padding)
+        out_channels, in_channels, kh, kw = weight.shape
+        patches, ho, wo = uniform_im2col(x, (kh, kw), stride, padding)
+        w2 = weight.permute(2, 3, 1, 0).reshape(kh * kw * in_channels, out_channels)  # (J, O), J = (i, j, c)
+        out = (patches @ w2).view(x.shape[0], ho, wo, out_channels)
+        ctx.save_for_backward(patches, weight)
+        ctx.geometry = (x.shape, _pair(stride), _pair(padding), ho, wo)
+        ctx.generator = generator
+        return out.permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, weight = ctx.saved_tensors
-        grad_x = (torch.nn.grad.conv2d_input(x.shape, weight, grad_out, stride=ctx.stride, padding=ctx.padding)
-                  if ctx.needs_input_grad[0] else None)
-        grad_w = permuted_weight_grad(x, grad_out, weight.shape, ctx.stride, ctx.padding, ctx.generator)
+        patches, weight = ctx.saved_tensors
+        (n, c, h, w), (sh, sw), (ph, pw), ho, wo = ctx.geometry
+        out_channels, _, kh, kw = weight.shape
+        grads = grad_out.permute(0, 2, 3, 1).reshape(-1, out_channels)  # (N*Ho*Wo, O)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            w2 = weight.permute(2, 3, 1, 0).reshape(kh * kw * c, out_channels)
+            dpatches = (grads @ w2.T).view(n, ho, wo, kh * kw, c)
+            padded = grads.new_zeros(n, h + 2 * ph, w + 2 * pw, c)
+            for t in range(kh * kw):  # fixed tap order: the same sums for every channel
+                i, j = divmod(t, kw)
+                padded[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += dpatches[:, :, :, t]
+            grad_x = padded[:, ph:ph + h, pw:pw + w].permute(0, 3, 1, 2)
+        if ctx.needs_input_grad[1]:
+            flat = (patches.T @ grads if ctx.generator is None
+                    else _block_permuted_sum(grads, patches, ctx.generator))  # (J, O)
+            grad_w = flat.reshape(kh, kw, c, out_channels).permute(3, 2, 0, 1)
         return grad_x, grad_w, None, None, None
+
+
+def uniform_conv2d(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """``F.conv2d(x, weight, stride=stride, padding=padding)`` on channel-uniform kernels: an
+    NHWC im2col and one matrix product each way (forward, input and weight gradients), so
+    that bitwise-identical channels stay identical on every CPU kernel path, at about the
+    cost of oneDNN's convolution for ConstNet's small shapes (``benchmarks/
+    channel_uniform_conv.py``). With ``generator``: the ``reduction_order`` weight gradient."""
+    return _UniformConv2d.apply(x, weight, stride, padding, generator)
 
 
 def permuted_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, weight_shape: torch.Size, stride, padding,
                          generator: torch.Generator | None = None, blocks: int = REDUCTION_BLOCKS) -> torch.Tensor:
     """The conv weight gradient ``sum_p grad_out[p, o] * patch[p, j]`` over the N*L rows ``p``,
-    split into ``blocks`` partial sums (one batched matmul; at least ``MIN_BLOCK_ROWS`` rows
-    each) that are added in a random order drawn independently for every output channel ``o``;
-    float32 throughout."""
-    out_channels = weight_shape[0]
-    patches = F.unfold(x, weight_shape[2:], padding=padding, stride=stride)  # (N, J, L)
-    patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])  # (N*L, J)
-    grads = grad_out.flatten(2).transpose(1, 2).reshape(-1, out_channels)  # (N*L, O)
-    rows = patches.shape[0]
-    blocks = max(1, min(blocks, rows // MIN_BLOCK_ROWS))
-    pad = -rows % blocks
-    if pad:  # zero rows add exact zeros
-        patches, grads = F.pad(patches, (0, 0, 0, pad)), F.pad(grads, (0, 0, 0, pad))
-    partial = torch.bmm(grads.view(blocks, -1, out_channels).transpose(1, 2),
-                        patches.view(blocks, -1, patches.shape[1]))  # (blocks, O, J)
-    order = torch.argsort(torch.rand(out_channels, blocks, generator=generator), dim=1).to(x.device)
-    # Row (order[o, k], o) of partial, i.e. flat row order[o, k] * O + o, is channel o's k-th addend.
-    rows_of = order * out_channels + torch.arange(out_channels, device=x.device)[:, None]
-    shuffled = partial.view(-1, partial.shape[2]).index_select(0, rows_of.flatten())
-    return shuffled.view(out_channels, blocks, -1).sum(dim=1).view(weight_shape)
+    split into ``blocks`` partial sums that are added in a random order drawn independently
+    for every output channel ``o`` (see :func:`_block_permuted_sum`); float32 throughout."""
+    out_channels, in_channels, kh, kw = weight_shape
+    patches, _, _ = uniform_im2col(x, (kh, kw), stride, padding)
+    grads = grad_out.permute(0, 2, 3, 1).reshape(-1, out_channels)
+    flat = _block_permuted_sum(grads, patches, generator, blocks)
+    return flat.reshape(kh, kw, in_channels, out_channels).permute(3, 2, 0, 1).contiguous()
 
 
-def _reduction_order_forward(module: nn.Conv2d, generator: torch.Generator):
+def uniform_convs_(model: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+    """Every ``nn.Conv2d`` of ``model`` computes with :func:`uniform_conv2d` (in place; with
+    ``generator``, the ``reduction_order`` weight gradient). Returns ``model``."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            if m.bias is not None or m.groups != 1 or m.dilation != (1, 1) or m.padding_mode != "zeros":
+                raise ValueError("uniform convs support bias-free, ungrouped, undilated, zero-padded convs only")
+            # An instance attribute shadows Conv2d.forward: the same values, channel-uniform kernels.
+            m.forward = _uniform_forward(m, generator)
+            m.uniform_conv = True
+    return model
+
+
+def _uniform_forward(module: nn.Conv2d, generator: torch.Generator | None):
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return _ReductionOrderConv2d.apply(x, module.weight, module.stride, module.padding, generator)
+        return uniform_conv2d(x, module.weight, module.stride, module.padding, generator)
     return forward
 
 
@@ -127,9 +197,27 @@ def onednn(enabled: bool):
 
 
 def channel_uniform_kernels(enabled: bool = True):
-    """CPU convolutions whose arithmetic is the same for every channel (oneDNN off) inside the
-    block while ``enabled``; with ``enabled=False`` the kernels are left as they are."""
+    """oneDNN (mkldnn) off inside the block while ``enabled`` (with ``enabled=False`` the kernels
+    are left as they are). The convolutions themselves become channel-uniform through
+    :func:`uniform_convs_`; this keeps every other op off oneDNN too."""
     return onednn(False) if enabled else nullcontext()
+
+
+#: the CPU kernel sets a ConstNet can train with: ``uniform`` (:func:`uniform_conv2d`, what the
+#: ConstNet arms use), ``onednn_off`` (PyTorch's im2col + BLAS ``slow_conv2d``, the earlier
+#: channel-uniform path, ~2.5x a oneDNN step) and ``onednn`` (PyTorch's default)
+KERNELS = ("uniform", "onednn_off", "onednn")
+
+
+@contextmanager
+def kernel_set(model: nn.Module, kernels: str):
+    """Train ``model`` inside the block on the CPU kernel set ``kernels`` (one of :data:`KERNELS`)."""
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
+    if kernels == "uniform" and not any(getattr(m, "uniform_conv", False) for m in model.modules()):
+        uniform_convs_(model)
+    with onednn(kernels == "onednn"):
+        yield
 
 
 def _set_cuda_determinism(deterministic: bool) -> None:
@@ -154,12 +242,7 @@ class Breaker:
 
 
 def _attach_reduction_order(model: nn.Module, generator: torch.Generator) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            if m.bias is not None or m.groups != 1 or m.dilation != (1, 1):
-                raise ValueError("reduction_order supports bias-free, ungrouped, undilated convs only")
-            # An instance attribute shadows Conv2d.forward: same values, permuted weight-gradient sum.
-            m.forward = _reduction_order_forward(m, generator)
+    uniform_convs_(model, generator)
 
 
 BREAKERS: dict[str, Breaker] = {
@@ -193,6 +276,7 @@ class ArmResult:
     tracker: SymmetryTracker = field(default_factory=SymmetryTracker)
     train_seconds: float = float("nan")  # wall time of training, evaluation and tracking included
     skipped: str | None = None
+    kernels: str | None = None  # the CPU kernel set it trained with (see KERNELS), or the device
 
     @property
     def final_test_acc(self) -> float:
@@ -228,8 +312,9 @@ def train_arm(breaker: str, init: str, train_set: TensorData, test_set: TensorDa
               progress: bool = True, channel_uniform: bool | None = None) -> ArmResult:
     """Train one arm (a breaker and an init), tracking its symmetry every ``track_every`` steps
     (None: only at init); skipped if it cannot run here. ``channel_uniform`` (default: for
-    ConstNet) trains under :func:`channel_uniform_kernels`, so that the breaker is the only
-    source of channel asymmetry."""
+    ConstNet) trains a CPU run on channel-uniform kernels (:func:`uniform_convs_`, oneDNN
+    off), so that the breaker is the only source of channel asymmetry; other runs keep
+    PyTorch's kernels. ``device`` (``cfg.device`` is set to it) moves model and batches."""
     reason = skip_reason(breaker, device)
     result = ArmResult(breaker, init, cfg.seed, skipped=reason,
                        tracker=SymmetryTracker(every=track_every or 1))
@@ -243,11 +328,15 @@ def train_arm(breaker: str, init: str, train_set: TensorData, test_set: TensorDa
         test_set = TensorData(test_set.x.to(device), test_set.y.to(device), test_set.num_classes, test_set.name)
     result.tracker.record(model, 0)
     uniform = init == "constnet" if channel_uniform is None else channel_uniform
+    cpu = torch.device(device).type == "cpu"
+    kernels = "uniform" if uniform and cpu else ("onednn" if torch.backends.mkldnn.enabled else "onednn_off")
+    cfg = replace(cfg, device=str(device))
     start = time.perf_counter()
-    with channel_uniform_kernels(uniform and torch.device(device).type == "cpu"):
+    with kernel_set(model, kernels) if cpu else nullcontext():
         result.history = train(model, train_set, test_set, cfg, before_step=before_step,
                                after_step=result.tracker if track_every else None,
                                progress=progress, desc=f"{init}/{breaker}/seed{cfg.seed}")
+    result.kernels = kernels if cpu else str(device)
     if track_every and result.history.step and result.tracker.step[-1] != result.history.step[-1]:
         result.tracker.record(model, result.history.step[-1])  # the final state is always recorded
     result.train_seconds = time.perf_counter() - start
@@ -255,18 +344,18 @@ def train_arm(breaker: str, init: str, train_set: TensorData, test_set: TensorDa
 
 
 def seconds_per_step(breaker: str, x: torch.Tensor, y: torch.Tensor, *, depth: int, widen_factor: int,
-                     num_classes: int, steps: int = 10, seed: int = 0, channel_uniform: bool = True) -> float:
+                     num_classes: int, steps: int = 10, seed: int = 0, kernels: str = "uniform") -> float:
     """Least wall time over ``steps`` SGD steps (forward, backward, breaker, update) of a
-    ConstNet with ``breaker`` on the batch ``(x, y)`` (under :func:`channel_uniform_kernels`
-    unless ``channel_uniform=False``): on a shared CPU the least time is the best estimate
-    of the uncontended cost; compare arms only by ratios of times from one run."""
+    ConstNet with ``breaker`` on the batch ``(x, y)`` on the CPU kernel set ``kernels``: on a
+    shared CPU the least time is the best estimate of the uncontended cost; compare arms
+    only by ratios of times from one run."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     model, before_step = build_arm(breaker, "constnet", depth=depth, widen_factor=widen_factor,
                                    num_classes=num_classes, in_channels=x.shape[1], seed=seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     times = []
-    with channel_uniform_kernels(channel_uniform):
+    with kernel_set(model, kernels):
         for step in range(steps + 2):  # two warm-up steps
             start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
@@ -285,21 +374,26 @@ def _train_arm_job(job: dict) -> ArmResult:
 
 def train_arms(jobs: list[dict], workers: int = 1) -> list[ArmResult]:
     """``train_arm(**job)`` for every job, in ``workers`` processes of one thread each
-    (``workers=1``: in this process). Runs are independent and seeded, so the results do not
-    depend on ``workers``."""
+    (``workers=1``: in this process, on one thread). Runs are independent and seeded, so the
+    results do not depend on ``workers``."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if workers == 1:
-        return [train_arm(**job) for job in jobs]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as in the workers: results depend on the thread count
+        try:
+            return [train_arm(**job) for job in jobs]
+        finally:
+            torch.set_num_threads(threads)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(tqdm(pool.map(_train_arm_job, jobs), total=len(jobs), desc="arms"))
 
 
 def first_asymmetric_step(train_set: TensorData, test_set: TensorData, cfg: TrainConfig, *, depth: int,
-                          widen_factor: int, mkldnn: bool) -> int | None:
+                          widen_factor: int, kernels: str) -> int | None:
     """First SGD step after which a ConstNet without a breaker has two bitwise-distinct output
     filters or input channels in some conv (None: symmetric for all ``cfg.max_steps`` steps),
-    with oneDNN convolutions on (``mkldnn=True``) or off."""
+    on the CPU kernel set ``kernels`` (one of :data:`KERNELS`)."""
     model, _ = build_arm("none", "constnet", depth=depth, widen_factor=widen_factor,
                          num_classes=train_set.num_classes, in_channels=train_set.input_shape[0], seed=cfg.seed)
     first: list[int] = []
@@ -308,7 +402,7 @@ def first_asymmetric_step(train_set: TensorData, test_set: TensorData, cfg: Trai
         if not first and any(distinct_rows(w) > 1 or distinct_rows(w, dim=1) > 1 for w in conv_layers(m).values()):
             first.append(step)
 
-    with onednn(mkldnn):
+    with kernel_set(model, kernels):
         train(model, train_set, test_set, cfg, after_step=after_step, progress=False)
     return first[0] if first else None
 
@@ -319,33 +413,38 @@ def _kernel_probe_main(args: dict) -> dict:
     train_set, test_set = load_dataset(args["dataset"], seed=args["seed"])
     cfg = TrainConfig(epochs=10 ** 6, max_steps=args["steps"], batch_size=args["batch_size"], lr=args["lr"],
                       momentum=0.9, weight_decay=5e-4, seed=args["seed"])
-    first = {f"mkldnn_{'on' if on else 'off'}": first_asymmetric_step(
-        train_set, test_set, cfg, depth=args["depth"], widen_factor=args["widen_factor"], mkldnn=on)
-        for on in (True, False)}
+    first = {kernels: first_asymmetric_step(train_set, test_set, cfg, depth=args["depth"],
+                                            widen_factor=args["widen_factor"], kernels=kernels)
+             for kernels in args["kernels"]}
     return {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"), **first}
+            **{k: os.environ.get(k) for k in KERNEL_ENV}, **first}
+
+
+#: environment variables that choose a CPU kernel path (read once per process)
+KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def probe_kernels(envs: dict[str, dict[str, str]], *, dataset: str, seed: int, steps: int, depth: int,
-                  widen_factor: int, batch_size: int, lr: float) -> dict[str, dict]:
+                  widen_factor: int, batch_size: int, lr: float, kernels=KERNELS) -> dict[str, dict]:
     """The CPU-kernel effect on ConstNet's symmetry: for each named environment (e.g.
-    ``{"AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}``; ``{}`` is this process's kernel path) a fresh
-    interpreter trains a ConstNet without breaker for ``steps`` steps with oneDNN on and off,
-    and reports the first step with distinct filters (None: none). Environments run in
-    parallel, one thread each."""
+    ``{"AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}}``; ``{}`` is this
+    process's kernel path) a fresh interpreter trains a ConstNet without breaker for ``steps``
+    steps on each kernel set of ``kernels`` and reports the first step with distinct filters
+    (None: none). Two environments run at a time, one thread each."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     args = json.dumps(dict(dataset=dataset, seed=seed, steps=steps, depth=depth, widen_factor=widen_factor,
-                           batch_size=batch_size, lr=lr))
+                           batch_size=batch_size, lr=lr, kernels=list(kernels)))
     code = "import json, sys; from initrepro.symmetry_breakers import _kernel_probe_main as m; " \
            "print(json.dumps(m(json.loads(sys.argv[1]))))"
-    procs = {name: subprocess.Popen([sys.executable, "-c", code, args], stdout=subprocess.PIPE, text=True,
-                                    env={**os.environ, "OMP_NUM_THREADS": "1", **env})
-             for name, env in envs.items()}
-    results = {}
-    for name, proc in procs.items():
-        out, _ = proc.communicate()
-        if proc.returncode:
-            raise RuntimeError(f"kernel probe {name!r} failed with exit code {proc.returncode}")
-        results[name] = {"env": envs[name], **json.loads(out.strip().splitlines()[-1])}
+    results, names = {}, list(envs)
+    for start in range(0, len(names), 2):
+        procs = {name: subprocess.Popen([sys.executable, "-c", code, args], stdout=subprocess.PIPE, text=True,
+                                        env={**os.environ, "OMP_NUM_THREADS": "1", **envs[name]})
+                 for name in names[start:start + 2]}
+        for name, proc in procs.items():
+            out, _ = proc.communicate()
+            if proc.returncode:
+                raise RuntimeError(f"kernel probe {name!r} failed with exit code {proc.returncode}")
+            results[name] = {"env": envs[name], **json.loads(out.strip().splitlines()[-1])}
     return results

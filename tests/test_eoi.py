@@ -296,3 +296,72 @@ def test_sparse_net_is_a_function_of_the_seed():
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.body[0].weight, c.body[0].weight)
     assert ma.density == pytest.approx(0.25, abs=0.03)
+
+
+# --- seeds batched as one ensemble; the Jacobian spread measure --------------------------------
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_stacked_sparse_nets_train_exactly_as_alone(kind):
+    from initrepro.sparse_training import sparse_ensemble, sparse_net
+
+    build = ((lambda: DeepTanhMLP(64, 4, depth=5, width=16)) if kind == "mlp"
+             else (lambda: DeepTanhCNN((1, 8, 8), 4, depth=5, channels=16)))
+    cells = [("eoi", 0), ("uniform_gaussian", 1), ("dense_orthogonal", 2)]
+    data = random_data(48, (1, 8, 8), 4)
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2)
+    ens, ens_masks = sparse_ensemble(build, cells, 0.25, gain=1.0247, bias_std=0.01)
+    assert ens_masks.density[2] == 1.0 and ens_masks.density[0] == pytest.approx(0.25, abs=0.05)
+    together = train(ens, data, data, cfg, after_step=ens_masks, progress=False)
+    for k, (scheme, seed) in enumerate(cells):
+        net, masks = sparse_net(build, scheme, 0.25, seed, gain=1.0247, bias_std=0.01)
+        alone = train(net, data, data, cfg, after_step=masks, progress=False)
+        assert together.test_acc[-1][k] == pytest.approx(alone.test_acc[-1], abs=1e-6)
+        for name, stacked in zip(ens.names, ens.stacked):
+            assert torch.allclose(stacked[k], dict(net.named_parameters())[name], atol=1e-5)
+        for weight, mask in zip(masks.weights, masks.masks):
+            assert torch.count_nonzero(weight[~mask]) == 0
+
+
+def test_ensemble_masks_reject_mismatched_masks():
+    from initrepro.models.ensemble import Ensemble
+    from initrepro.sparse_training import EnsembleMasks
+
+    ens = Ensemble([DeepTanhMLP(4, 2, depth=3, width=4) for _ in range(2)])
+    with pytest.raises(ValueError, match="one entry per member"):
+        EnsembleMasks(ens, [{"stem.1.weight": torch.ones(4, 4, dtype=torch.bool)}])
+    with pytest.raises(ValueError, match="not in the ensemble"):
+        EnsembleMasks(ens, [{"nope.weight": torch.ones(4, 4, dtype=torch.bool)}] * 2)
+
+
+def test_log_spread_is_zero_for_an_isometry_and_grows_with_collapse():
+    from initrepro.sparse_training import log_spread
+
+    assert log_spread([0.3] * 10) == pytest.approx(0.0, abs=1e-12)
+    assert log_spread([1.0, math.e]) == pytest.approx(0.5)
+    assert log_spread([1.0, 0.0]) > 300  # an exact zero counts as the floor, never NaN
+    with pytest.raises(ValueError):
+        log_spread([1.0, float("nan")])
+
+
+def test_jacobian_spread_tells_eoi_from_sparse_gaussian_at_depth():
+    """The registered measure can tell the arms apart: at depth 200 the sparse Gaussian net's
+    ln-spectrum is several nats wider than EOI's, EOI's within ln 2 of the dense orthogonal net's."""
+    from initrepro.sparse_training import log_spread, sparse_net
+
+    torch.set_flush_denormal(True)
+    build = lambda: DeepTanhMLP(16, 10, depth=200, width=64)  # noqa: E731
+    x = torch.randn(16, generator=gen())
+    spread = {s: log_spread(jacobian_singular_values(sparse_net(build, s, 0.125, 0, gain=1.0247)[0], x))
+              for s in ("eoi", "dense_orthogonal", "uniform_gaussian")}
+    assert abs(spread["eoi"] - spread["dense_orthogonal"]) < math.log(2)
+    assert spread["uniform_gaussian"] - spread["eoi"] > math.log(10)
+
+
+def test_eoi_at_its_lowest_density_is_the_identity_so_a_narrow_cnn_does_not_mix_channels():
+    """At 8 channels, density 0.125 = 1/8 is EOI's lowest: the centre tap is the identity and no
+    rotation mixes channels (why the 8-channel CNN's Jacobian collapsed)."""
+    w, _ = sparse_delta_orthogonal_(torch.empty(8, 8, 3, 3), 0.125, generator=gen())
+    assert torch.equal(w[:, :, 1, 1], torch.eye(8))
+    w16, _ = sparse_delta_orthogonal_(torch.empty(16, 16, 3, 3), 0.125, generator=gen())
+    assert int((w16[:, :, 1, 1] != 0).sum()) > 16  # 16 channels: rotations mix pairs of channels

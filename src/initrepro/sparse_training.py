@@ -30,13 +30,14 @@ class StaticMasks:
                 raise ValueError(f"masks[{index}] has shape {tuple(mask.shape)}, "
                                  f"but layer {index}'s weight is {tuple(layer.weight.shape)}")
         self.weights = [layer.weight for layer in layers]
-        self.masks = [mask.to(dtype=layer.weight.dtype) for layer, mask in zip(layers, masks)]
+        self.masks = [mask.to(torch.bool) for mask in masks]  # bool: an eighth of a float mask's memory
+        self._pruned = [~mask for mask in self.masks]
         self.apply()
 
     @torch.no_grad()
     def apply(self) -> None:
-        for weight, mask in zip(self.weights, self.masks):
-            weight.mul_(mask)
+        for weight, pruned in zip(self.weights, self._pruned):
+            weight.masked_fill_(pruned, 0.0)
 
     def __call__(self, model: nn.Module, step: int) -> None:
         self.apply()
@@ -44,7 +45,7 @@ class StaticMasks:
     @property
     def density(self) -> float:
         """Fraction of unmasked weights over all masked layers."""
-        kept = sum(float(m.sum()) for m in self.masks)
+        kept = sum(int(m.sum()) for m in self.masks)
         return kept / sum(m.numel() for m in self.masks)
 
 
@@ -70,3 +71,93 @@ def sparse_net(build: Callable[[], nn.Module], scheme: str, density: float, seed
     masks = init_static_sparse(net.weight_layers(), scheme, density, gain=gain, bias_std=bias_std,
                                generator=torch.Generator().manual_seed(seed), **builder_kwargs)
     return net, masks
+
+
+class EnsembleMasks:
+    """Fixed masks of every member of an :class:`~initrepro.models.ensemble.Ensemble` of static
+    sparse networks: called after each optimizer step (the ``after_step`` hook), it zeroes every
+    pruned weight of every member, as :class:`StaticMasks` does for one network. Members whose
+    layer is dense (all True) cost one multiply like the others."""
+
+    def __init__(self, ensemble: nn.Module, member_masks: Sequence[dict[str, Tensor]]):
+        if len(member_masks) != len(ensemble):
+            raise ValueError(f"member_masks must have one entry per member ({len(ensemble)}), got {len(member_masks)}")
+        names = list(member_masks[0])
+        if any(list(m) != names for m in member_masks):
+            raise ValueError("every member must mask the same parameters")
+        params = dict(zip(ensemble.names, ensemble.stacked))
+        missing = [n for n in names if n not in params]
+        if missing:
+            raise ValueError(f"masked parameters {missing} are not in the ensemble")
+        self.pairs = []
+        for name in names:
+            mask = torch.stack([m[name] for m in member_masks]).to(torch.bool)
+            if mask.shape != params[name].shape:
+                raise ValueError(f"mask of {name} has shape {tuple(mask.shape)}, the stacked parameter "
+                                 f"{tuple(params[name].shape)}")
+            if not bool(mask.all()):  # dense everywhere: nothing to re-zero
+                self.pairs.append((params[name], ~mask))
+        self.members = len(member_masks)
+        self.kept = [sum(float(m[n].sum()) for n in names) for m in member_masks]
+        self.total = sum(member_masks[0][n].numel() for n in names)
+        self.apply()
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        for param, pruned in self.pairs:
+            param.masked_fill_(pruned, 0.0)
+
+    def __call__(self, model: nn.Module, step: int) -> None:
+        self.apply()
+
+    @property
+    def density(self) -> list[float]:
+        """Per member: fraction of unmasked weights over all masked layers."""
+        return [k / self.total for k in self.kept]
+
+
+def stack_sparse(nets: Sequence[nn.Module], masks: Sequence[StaticMasks]):
+    """Stack static sparse networks of one architecture (each with its :class:`StaticMasks`)
+    into one :class:`~initrepro.models.ensemble.Ensemble` and its :class:`EnsembleMasks`, so
+    that they train in one vectorized pass, each exactly as alone."""
+    from initrepro.models.ensemble import Ensemble
+
+    if len(nets) != len(masks) or not nets:
+        raise ValueError(f"nets and masks must be non-empty and of equal length, got {len(nets)} and {len(masks)}")
+    member_masks = []
+    for net, static in zip(nets, masks):
+        names = [f"{n}.weight" for n, m in net.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        if len(names) != len(static.masks):
+            raise ValueError(f"a net has {len(names)} weight layers but {len(static.masks)} masks")
+        member_masks.append(dict(zip(names, static.masks)))
+    ensemble = Ensemble(list(nets))
+    return ensemble, EnsembleMasks(ensemble, member_masks)
+
+
+def sparse_ensemble(build: Callable[[], nn.Module], cells: Sequence[tuple[str, int]], density: float, *,
+                    gain: float = 1.0, bias_std: float = 0.0, **builder_kwargs):
+    """One :class:`~initrepro.models.ensemble.Ensemble` holding a static sparse network per
+    ``(scheme, seed)`` cell, each initialized exactly as :func:`sparse_net` does alone, and its
+    :class:`EnsembleMasks`: every cell of a comparison trained in one vectorized pass.
+
+        >>> ens, masks = sparse_ensemble(lambda: DeepTanhMLP(64, 10, 100), [("eoi", 0), ("eoi", 1)], 0.125)
+        >>> train(ens, train_set, test_set, cfg, after_step=masks)  # accuracies per cell
+    """
+    built = [sparse_net(build, scheme, density, seed, gain=gain, bias_std=bias_std, **builder_kwargs)
+             for scheme, seed in cells]
+    return stack_sparse([net for net, _ in built], [masks for _, masks in built])
+
+
+def log_spread(singular_values, floor: float = 1e-300) -> float:
+    """Spread of a spectrum on the log scale: the sd (ddof 0) of ``ln(max(s, floor))`` over
+    the singular values ``s``. 0 for an exact isometry times any gain; an exact zero counts as
+    ``floor``, so a collapsed direction makes the spread large, never NaN. (Belongs next to
+    :func:`initrepro.isometry.jacobian_singular_values`; kept here while that module is shared.)
+
+        >>> log_spread([0.5, 0.5, 0.5])
+        0.0
+    """
+    s = torch.as_tensor(singular_values, dtype=torch.float64).flatten()
+    if s.numel() == 0 or not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
+        raise ValueError("singular_values must be a non-empty set of finite values >= 0")
+    return float(torch.log(s.clamp(min=floor)).std(unbiased=False))

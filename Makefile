@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# `make stability SEED_SETS="1 2 3 7" JOBS=2`: any seed sets >= 1, N stage runs at a time.
+# `make stability SEED_SETS="1 2 3 7" JOBS=2 [STAGES="zero_init idinit"]`: any seed sets >= 1,
+# N stage runs at a time (each with its conf's threads), all claim stages unless STAGES is set.
 SEED_SETS ?= 1 2 3
 JOBS ?= 1
+STAGES ?=
 # Stage commands call `python`: the one in .venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -36,7 +38,7 @@ plots: $(STAMP)
 # workspace's records stay as they are), then reports/stability.{md,json} and the README's
 # stability column. The report is written even when a run failed; make then fails.
 stability: $(STAMP)
-	$(BIN)/python -m initrepro.stability run --seed-sets $(SEED_SETS) --jobs $(JOBS); status=$$?; \
+	$(BIN)/python -m initrepro.stability run --seed-sets $(SEED_SETS) --jobs $(JOBS) $(if $(STAGES),--stages $(STAGES)); status=$$?; \
 	$(BIN)/python -m initrepro.stability && $(BIN)/python -m initrepro.report && exit $$status
 
 # (Re)build the environment whenever pyproject.toml changes.

@@ -48,10 +48,10 @@ margin = 0.03  # non-inferiority margin in accuracy ("on par")
 paper_precision = "Table 2 values not available to us"
 # zero.deep_no_bn (reduced-scale proxy): fc ResNets without batch norm, ZerO vs Fixup (Kaiming as context)
 deep_width = 64
-deep_depths = [25, 50, 100]
+deep_depths = [16, 32, 64]
 deep_epochs = 4
 deep_batch_size = 128
-deep_lrs = [0.001, 0.003, 0.01]
+deep_lrs = [0.001, 0.003, 0.01, 0.03, 0.1]
 deep_seeds = [0, 1, 2, 3, 4]
 deep_margin = 0.03
 # zero.low_rank, on the conv ResNets of claim 3: stable rank of W - W_init, accuracy under magnitude pruning
@@ -174,7 +174,7 @@ def rng_untouched(fn):
 
 
 def max_param_diff(a, b):
-    return max(float((p - q).abs().max()) for p, q in zip(a.parameters(), b.parameters()))
+    return max(float((p - q).detach().abs().max()) for p, q in zip(a.parameters(), b.parameters()))
 
 
 net_a = fc_net("he", seed)

@@ -288,13 +288,65 @@ def test_diverged_member_is_isolated(small_digits):
     assert acc["risotto"][0, -1] == pytest.approx(alone.final_test_acc, abs=1.5 / len(small_digits[1]))
 
 
-def test_select_lr_ignores_too_slow_training_below_the_first_trained_lr():
-    """Fixup at small lr stays at chance for a short budget: that is not divergence."""
+def test_select_lr_gives_risotto_its_best_stable_lr():
+    """Issue 12: the old rule forced RISOTTO to lr 0.001 (search seeds 0.25, 0.21) although
+    0.003 scored 0.80, 0.76 and was stable; the one rule for every arm picks 0.003."""
     from initrepro.verdicts import select_lr
 
-    lrs = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
-    scores = [[0.08, 0.08], [0.1, 0.1], [0.6, 0.7], [0.9, 0.92], [0.95, 0.1], [0.1, 0.1]]
-    lr, info = select_lr(lrs, scores, chance=0.1)
-    assert lr == 0.01 and info["edge_lr"] == 0.1 and info["margin_from_edge"]
-    lr, info = select_lr(lrs, [[0.08, 0.08], [0.1, 0.1], [0.1, 0.1], [0.9, 0.92], [0.95, 0.1], [0.1, 0.1]], 0.1)
-    assert lr == 0.03 and not info["margin_from_edge"]  # trains only next to its edge: no stable lr
+    lrs = [0.001, 0.003, 0.01, 0.03]
+    scores = [[0.25, 0.21, 0.23], [0.80, 0.76, 0.78], [0.5, 0.1, 0.6], [0.08, 0.96, 0.5]]
+    choice = select_lr(lrs, scores, chance=0.1, name="RISOTTO")
+    assert choice.lr == 0.003 and choice.stable == [True, True, False, False]
+    assert all(c.passed for c in choice.evidence.checks)
+    # Fixup's numbers of the same record: best stable lr at the grid's top end, extended past it
+    fixup = [[0.1, 0.1, 0.1], [0.12, 0.11, 0.13], [0.3, 0.35, 0.32], [0.45, 0.5, 0.47]]
+    asked = []
+    choice = select_lr(lrs, fixup, 0.1, name="Fixup", extend=lambda lr: asked.append(lr) or [0.1, 0.6, 0.5])
+    assert asked == [pytest.approx(0.09)] and choice.lr == 0.03 and choice.evidence.checks[1].passed
+
+
+def test_train_arms_trains_scalars_at_a_fraction_of_the_lr(small_digits):
+    from initrepro.arms import SCALAR_NAMES, param_groups
+    from initrepro.models.ensemble import Ensemble
+
+    nets = [resnet("conv", (1, 8, 8), 10, widths=8, blocks=1, block_type="C", init="fixup", seed=s) for s in (0, 1)]
+    ens = Ensemble(nets)
+    groups = param_groups(ens, 0.2, 0.1)
+    assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(0.02)
+    names = {id(p): n for n, p in zip(ens.names, ens.stacked)}
+    assert {names[id(p)].split(".")[-1] for p in groups[1]["params"]} == set(SCALAR_NAMES)
+    assert not {names[id(p)].split(".")[-1] for p in groups[0]["params"]} & set(SCALAR_NAMES)
+    # one plain SGD step (no momentum, no decay, no warmup): a scalar moves a tenth as far
+    cfg = TrainConfig(epochs=1, batch_size=64, lr=0.2, momentum=0.0, seed=0, max_steps=1)
+    steps = {}
+    for factor in (1.0, 0.1):
+        ens = Ensemble([resnet("conv", (1, 8, 8), 10, widths=8, blocks=1, block_type="C", init="he", seed=0)])
+        before = [p.detach().clone() for p in ens.stacked]
+        train(ens, *small_digits, cfg, params=param_groups(ens, cfg.lr, factor), progress=False)
+        steps[factor] = {n: (p.detach() - b) for n, p, b in zip(ens.names, ens.stacked, before)}
+    for n, d in steps[1.0].items():
+        ratio = 0.1 if n.split(".")[-1] in SCALAR_NAMES else 1.0
+        assert torch.allclose(steps[0.1][n], ratio * d, atol=1e-7), n
+    from initrepro.arms import train_arms
+
+    with pytest.raises(ValueError, match="scalar_lr_factor"):
+        train_arms(lambda a, s: nets[s], ["fixup"], [0], *small_digits, cfg, scalar_lr_factor=0.0)
+
+
+def test_train_arms_isolates_a_member_with_huge_logits(small_digits):
+    """Logits of 1e30 are finite but overflow the float32 loss: the member counts as diverged and
+    the other members go on training."""
+    from initrepro.arms import train_arms
+
+    def build(arm, s):
+        net = resnet("conv", (1, 8, 8), 10, widths=8, blocks=1, block_type="C", init=arm, seed=s)
+        if s == 1:
+            with torch.no_grad():
+                net.classifier.bias.fill_(1e30)
+        return net
+
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.02, seed=3)
+    acc = train_arms(build, ["he"], [0, 1], *small_digits, cfg)
+    assert acc["he"].shape == (2, 2) and math.isnan(acc["he"][1, -1])
+    alone = train(build("he", 0), *small_digits, cfg, progress=False)
+    assert acc["he"][0, -1] == pytest.approx(alone.final_test_acc, abs=1.5 / len(small_digits[1]))

@@ -3,11 +3,11 @@
 # Blumenfeld, Gilboa & Soudry (ICML 2020). ConstNet (stem and shortcuts average channels,
 # residual convs and classifier zero) has perfect signal propagation at init, and with a
 # symmetry breaker it trains to accuracy close to the He-initialized WRN of the same shape.
-# The ConstNet arm trains under channel-uniform CPU kernels (oneDNN off), so its breaker is the
-# only source of channel asymmetry on every CPU. Thresholds are fixed in the conf before the
-# run: `accuracy_margin` (non-inferiority margin of the paired comparison over seeds; smoke
-# 5 points, paper 2 points), `max_norm_ratio` (no vanishing/exploding: one order of magnitude
-# across depth); He is the positive control (it must train).
+# The ConstNet arm trains on channel-uniform CPU kernels (`uniform_conv2d`, oneDNN off), so its
+# breaker is the only source of channel asymmetry on every CPU. Thresholds are fixed in the
+# conf before the run: `accuracy_margin` (non-inferiority margin of the paired comparison over
+# seeds; smoke 5 points, looser than the paper profile's 2 points), `max_norm_ratio` (no
+# vanishing/exploding: one order of magnitude across depth); He is the positive control.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -18,7 +18,7 @@ dataset = "digits"
 n_train = None
 n_test = None
 depth = 10
-widen_factor = 2
+widen_factor = 1
 breaker = "dropout"
 seeds = [0, 1, 2, 3, 4, 5]
 epochs = 20
@@ -36,6 +36,7 @@ workers = 2
 probe_batch = 256
 max_norm_ratio = 10.0
 accuracy_margin = 0.05
+paper_precision = ""
 
 # %%
 import torch
@@ -127,14 +128,16 @@ else:
     record.claim(
         "constnet.trains_close_to_random",
         [positive_control("He", acc["he"], chance),
-         compare(f"ConstNet + {breaker}", acc["constnet"], "He", acc["he"], margin=accuracy_margin, chance=chance)],
+         compare(f"ConstNet + {breaker}", acc["constnet"], "He", acc["he"], margin=accuracy_margin, chance=chance,
+                 n_test=len(test_set), bounds=(0, 1), paper_precision=paper_precision)],
         figures=[acc_fig],
         reason=f"WRN-{depth}-{widen_factor} on {dataset}, {steps} SGD steps, same data order per seed: "
                f"ConstNet + {breaker} {const_mean:.3f} (95% CI {const_lo:.3f} to {const_hi:.3f}), "
                f"He {he_mean:.3f} ({he_lo:.3f} to {he_hi:.3f}).",
         measured={"constnet_acc": acc["constnet"], "he_acc": acc["he"],
                   "constnet_mean_ci": [const_mean, const_lo, const_hi], "he_mean_ci": [he_mean, he_lo, he_hi],
-                  "breaker": breaker, "steps": steps})
+                  "breaker": breaker, "steps": steps,
+                  "kernels": sorted({r.kernels for r in runs.values() if r.kernels})})
 
 # %%
 record.write()

@@ -118,7 +118,8 @@ class SignalMC:
     q_chain: np.ndarray
     h_chain: np.ndarray
     z: dict = field(default_factory=dict)  # exact-law tests, as |z|
-    mean_field_pvalue: float = float("nan")  # KS of h^L against mean field's N(0, v^L)
+    mean_field_pvalue: float = float("nan")  # KS of h^L against mean field's N(0, v^L) (context)
+    mean_field_kurtosis_pvalue: float = float("nan")  # kurtosis test of h^L, one-sided: heavier tails than N(0, v^L)
     kurtosis: float = float("nan")  # of h^L over the networks (mean field: 3)
 
     @property
@@ -134,7 +135,11 @@ def signal_monte_carlo(width: int, depth: int, sw2: float, sb2: float, num: int,
     kernel :func:`layer_cdf`; two-sample KS of ``q^L`` and of ``h^L`` against the chain;
     without bias also the per-layer ratio moments ``E r = sw2/2`` and
     ``E r^2 = (sw2/2)^2 (1 + 5/N)`` over every (network, layer) with ``q^{l-1} > 0``.
-    Mean field: one-sample KS of ``h^L`` against ``N(0, v^L_MF)``.
+    Mean field: the kurtosis test of ``h^L`` against a Gaussian, one-sided (heavier tails): the
+    exact law is a Gaussian scale mixture, whose kurtosis ``3 (1 + 5/N)^(L-1)`` (no bias) exceeds
+    mean field's 3, so the side is fixed by the theory; KS against ``N(0, v^L_MF)`` as context
+    (it has little power against a scale mixture: 2000 nets at N = 10, L = 30, sw2 = 1.5 give KS
+    p from 6e-5 to 4e-3 over seed sets, the kurtosis test 1e-27 to 1e-58).
     """
     q_net, h_net = sample_networks(num, width, depth, sw2, sb2, generator=torch.Generator().manual_seed(seed))
     q_chain, h_chain = sample_chain(chain_factor * num, width, depth, sw2, sb2, rng=np.random.default_rng([seed, 1]))
@@ -151,5 +156,6 @@ def signal_monte_carlo(width: int, depth: int, sw2: float, sb2: float, num: int,
             mc.z[f"{mc.label}: E r^{power}"] = float((rp.mean() - expected) / (rp.std(ddof=1) / np.sqrt(len(rp))))
     v_mf = sw2 * mean_field_q(depth, sw2, sb2)[-2] + sb2
     mc.mean_field_pvalue = float(stats.kstest(h_net / np.sqrt(v_mf), "norm").pvalue)
+    mc.mean_field_kurtosis_pvalue = float(stats.kurtosistest(h_net, alternative="greater").pvalue)
     mc.kurtosis = float(stats.kurtosis(h_net, fisher=False))
     return mc

@@ -10,7 +10,8 @@ GEMM each way, the channels always the columns of the product). This script time
 SGD step of the nondeterminism smoke ConstNet (WRN-10-1, digits, batch 64) on each kernel
 set, and one conv layer alone, in alternating repeats (``initrepro.verdicts.alternating_timings``),
 and prints median ratios (``initrepro.verdicts.speedup``): only ratios from one run are
-compared. That the uniform kernels keep identical channels bitwise identical on every CPU
+compared. The timer is the process's CPU time (one thread; ``--wall`` for wall time), which a
+loaded machine disturbs far less than wall time. That the uniform kernels keep identical channels bitwise identical on every CPU
 kernel path is tested in ``tests/test_constnet.py``
 (``test_uniform_kernels_keep_constnet_symmetric_on_every_cpu_kernel_path``).
 
@@ -19,6 +20,7 @@ Seen on a 2-core AVX512 machine, idle, one thread (full step): oneDNN 21.8 ms, u
 """
 
 import argparse
+import time
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +61,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--wall", action="store_true", help="wall time (default: this process's CPU time, "
+                                                             "robust on a shared machine)")
     args = parser.parse_args()
+    timer = time.perf_counter if args.wall else time.process_time
     torch.set_num_threads(args.threads)
     train_set, _ = load_dataset("digits", seed=0)
     x, y = train_set.x[:64], train_set.y[:64]
@@ -67,7 +72,7 @@ def main() -> None:
                        ("conv 16->32, 3x3, stride 2, 8x8, fwd+bwd", lambda k: conv_fn(k, args.steps * 5))):
         uniform = make("uniform")
         for other in ("onednn_off", "onednn"):
-            slow_s, fast_s = alternating_timings(make(other), uniform, args.repeats)
+            slow_s, fast_s = alternating_timings(make(other), uniform, args.repeats, timer=timer)
             print(f"{what}: {speedup(f'uniform against {other}', slow_s, fast_s, 1.0).summary}")
 
 

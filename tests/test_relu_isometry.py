@@ -200,3 +200,16 @@ def test_mean_field_kurtosis_test_rejects_where_ks_is_weak():
     rng = np.random.default_rng(0)
     p = [stats.kurtosistest(rng.standard_normal(2000), alternative="greater").pvalue for _ in range(200)]
     assert np.mean(np.array(p) < 0.05) < 0.1
+
+
+def test_ks_score_is_standard_normal_under_the_null_and_one_sided():
+    import numpy as np
+    from scipy import stats
+
+    from initrepro.theory.relu_signal import ks_z
+
+    p = np.random.default_rng(0).uniform(size=20000)
+    z = np.array([ks_z(v) for v in p])
+    assert abs(z.mean()) < 0.03 and abs(z.std() - 1) < 0.03
+    assert ks_z(1e-9) > 5 and ks_z(1 - 1e-9) < -5  # a good fit scores low, never folded up
+    assert stats.kstest(z, "norm").pvalue > 0.001

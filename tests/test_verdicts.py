@@ -12,8 +12,8 @@ from initrepro.claims import Check, StageRecord, derive_verdict, environment
 from initrepro.designs import design_hash
 from initrepro.seeding import STRIDE, shift
 from initrepro.verdicts import (FAMILY_ALPHA, MIN_PAIRS, alternating_timings, binomial_sd, collapsed, compare,
-                                pooled_critical_value, positive_control, seeds_needed, select_lr, speedup,
-                                two_stage)
+                                pooled_critical_value, pooled_failures, positive_control, seeds_needed, select_lr,
+                                speedup, two_stage)
 
 
 def verdict(evidence):
@@ -115,6 +115,10 @@ def test_compare_rejects_bad_arguments():
         compare("A", [1, 2], "B", [1, 2], margin=0.1, collapse_alternative="two-sided")
 
 
+def test_seeds_needed_survives_huge_effects():
+    assert seeds_needed(0.049, 0.639) == seeds_needed(0.01, 0.5) == MIN_PAIRS
+
+
 def test_seeds_needed_uses_t_and_power():
     assert seeds_needed(0.1, 0.05) > seeds_needed(0.05, 0.05) >= MIN_PAIRS
     assert seeds_needed(0.1, 0.0) == -1 and seeds_needed(float("nan"), 0.1) == -1
@@ -167,6 +171,18 @@ def test_select_lr_extends_the_grid_past_an_end():
     assert stuck.lr == 0.09 and verdict(stuck.evidence) == "inconclusive"
 
 
+def test_select_lr_stops_extending_after_max_extensions_and_scores_every_lr():
+    calls = []
+
+    def extend(lr):
+        calls.append(lr)
+        return [.9 + len(calls) / 100] * 3  # always better further down: the end never moves inside
+
+    choice = select_lr([0.01, 0.02, 0.04], [[.8] * 3, [.5] * 3, [.4] * 3], 0.1, extend=extend, max_extensions=3)
+    assert len(calls) == 3 and len(choice.lrs) == len(choice.mean_score) == 6
+    assert choice.lr == choice.lrs[0] and verdict(choice.evidence) == "inconclusive"
+
+
 def test_select_lr_with_no_stable_lr_is_inconclusive():
     choice = select_lr([0.01, 0.03, 0.1], np.full((3, 3), 0.1), 0.1)
     assert choice.lr is None and verdict(choice.evidence) == "inconclusive"
@@ -195,16 +211,28 @@ def _old_two_stage_fails(z1, z2, alpha_screen=0.01, alpha_confirm=0.1):
     return (flagged & (np.abs(z2) > stats.norm.isf(alpha_confirm / (2 * n_flag)))).any(axis=1)
 
 
-def _pooled_fails(z1, z2, df=None):
-    return (np.abs((z1 + z2) / math.sqrt(2)) > pooled_critical_value(FAMILY_ALPHA, z1.shape[1], df)).any(axis=1)
-
-
 @pytest.mark.parametrize("df", [None, 10])
 def test_two_stage_false_failure_rate_is_at_most_a_tenth_of_a_percent(df):
     rng, n, k = np.random.default_rng(0), 1_000_000, 10
     draw = (lambda: rng.standard_normal((n, k))) if df is None else (lambda: rng.standard_t(df, (n, k)))
-    rate = _pooled_fails(draw(), draw(), df).mean()
+    rate = pooled_failures(draw(), draw(), df=df).any(axis=1).mean()
     assert rate <= FAMILY_ALPHA + 2 * math.sqrt(FAMILY_ALPHA / n), rate  # Bonferroni: 0.09996% exactly
+
+
+def test_two_stage_one_sided_keeps_its_rate_on_goodness_of_fit_p_values():
+    # a KS p-value is uniform under the claim; norm.isf(p) is then N(0, 1) with one bad tail
+    rng, n, k = np.random.default_rng(2), 1_000_000, 6
+    z1, z2 = stats.norm.isf(rng.uniform(size=(n, k))), stats.norm.isf(rng.uniform(size=(n, k)))
+    assert pooled_failures(z1, z2, one_sided=True).any(axis=1).mean() <= FAMILY_ALPHA + 2 * math.sqrt(FAMILY_ALPHA / n)
+    folded = pooled_failures(np.abs(z1), np.abs(z2)).any(axis=1).mean()  # the folded |z| the rule forbids
+    assert folded > 1.5 * FAMILY_ALPHA
+
+
+def test_two_stage_agrees_with_the_vectorized_rule():
+    rng = np.random.default_rng(3)
+    z1, z2 = rng.normal(0, 2, (200, 4)), rng.normal(0, 2, (200, 4))
+    for a, b in zip(z1, z2):
+        assert two_stage("t", a, b).measured["failed"] == [str(i) for i in np.flatnonzero(pooled_failures(a, b))]
 
 
 def test_two_stage_has_more_power_than_screen_and_confirm():
@@ -212,7 +240,7 @@ def test_two_stage_has_more_power_than_screen_and_confirm():
     shift3 = np.zeros(k)
     shift3[0] = 3.0  # one test 3 standard errors off, in both samples
     z1, z2 = rng.standard_normal((n, k)) + shift3, rng.standard_normal((n, k)) + shift3
-    pooled, old = _pooled_fails(z1, z2).mean(), _old_two_stage_fails(z1, z2).mean()
+    pooled, old = pooled_failures(z1, z2).any(axis=1).mean(), _old_two_stage_fails(z1, z2).mean()
     assert pooled == pytest.approx(0.64, abs=0.01) and old == pytest.approx(0.35, abs=0.01)  # stated in two_stage
 
 
@@ -265,6 +293,25 @@ def test_design_hash_is_order_free_and_sees_every_key():
         design_hash(conf, ["epochs"])
 
 
+def test_a_refuting_comparison_is_not_hidden_by_a_straddling_one(tmp_path):
+    rng = np.random.default_rng(4)
+    base = rng.uniform(0.8, 0.9, 8)
+    refuted = compare("A", base - 0.1, "B", base + rng.normal(0, 0.002, 8), margin=0.01)
+    straddles = compare("A", base, "C", base + rng.normal(0, 0.05, 8), margin=0.01)
+    assert (verdict(refuted), verdict(straddles)) == ("not_reproduced", "inconclusive")
+    record = StageRecord("risotto_fixup", "tiny", seed=0, output_root=tmp_path)
+    entry = record.claim("risotto.beats_fixup_skipinit", [straddles, refuted])
+    assert entry["verdict"] == "not_reproduced" and entry["reason"].startswith("failed: 95% CI low of A - B")
+    assert [c.get("part") for c in entry["checks"]] == [0] * 3 + [1] * 3
+    assert derive_verdict(entry["checks"]) == "not_reproduced"
+    # both comparisons keep their own numbers
+    assert [e["mean_diff"] for e in entry["measured"]["evidence"]] == [straddles.measured["mean_diff"],
+                                                                     refuted.measured["mean_diff"]]
+    # a failed global precondition (a control that did not train) still makes it inconclusive
+    control = positive_control("B", np.full(8, 0.1), chance=0.1)
+    assert record.claim("risotto.beats_fixup_skipinit", [control, straddles, refuted])["verdict"] == "inconclusive"
+
+
 def test_reason_is_derived_from_the_checks(tmp_path):
     record = StageRecord("fractional_lognorm", "tiny", seed=0, output_root=tmp_path)
     entry = record.claim("fractional.recovers_classical", [Check("err", 0.5, "<=", 1e-12)], reason="context")
@@ -290,3 +337,10 @@ def test_seed_sets_are_disjoint():
         shift(0, -1)
     with pytest.raises(ValueError, match="seeds"):
         shift(STRIDE, 1)
+
+
+def test_compare_with_fewer_seeds_than_planned_is_inconclusive():
+    a, b = np.linspace(0.9, 0.95, 6), np.linspace(0.5, 0.55, 6)
+    assert verdict(compare("A", a, "B", b, margin=0.1, superior=True, planned_n=6)) == "reproduced"
+    ev = compare("A", a, "B", b, margin=0.1, superior=True, planned_n=20)
+    assert verdict(ev) == "inconclusive" and "20 that 80% power" in ev.checks[1].name

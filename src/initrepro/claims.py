@@ -29,7 +29,8 @@ import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -63,7 +64,9 @@ class Check:
 
     ``precondition=True`` marks a check that makes the experiment meaningful rather than
     testing the claim (e.g. "the baseline learned at all"); when one fails the verdict is
-    ``inconclusive``.
+    ``inconclusive``. ``part`` groups the checks of one comparison within a claim: a part's
+    own preconditions (e.g. "its interval lies on one side of the margin") decide only that
+    part (see :func:`derive_verdict`).
     """
 
     name: str
@@ -72,6 +75,7 @@ class Check:
     threshold: float
     precondition: bool = False
     note: str = ""
+    part: int | None = None
 
     def __post_init__(self):
         if self.op not in OPS:
@@ -92,17 +96,40 @@ class Check:
             d["precondition"] = True
         if self.note:
             d["note"] = self.note
+        if self.part is not None:
+            d["part"] = self.part
         return d
 
 
-def derive_verdict(checks: Iterable[Check | dict], skip_reason: str | None = None) -> str:
-    """The verdict that a list of checks implies (see the module docstring)."""
-    checks = [c.to_dict() if isinstance(c, Check) else c for c in checks]
-    if skip_reason is not None or not checks:
-        return "skipped"
+def _part_verdict(checks: list[dict]) -> str:
     if not all(c["passed"] for c in checks if c.get("precondition")):
         return "inconclusive"
     return "reproduced" if all(c["passed"] for c in checks) else "not_reproduced"
+
+
+def derive_verdict(checks: Iterable[Check | dict], skip_reason: str | None = None) -> str:
+    """The verdict that a list of checks implies (see the module docstring).
+
+    Preconditions outside any part (positive controls, lr searches) hold for the whole claim:
+    one failing makes it *inconclusive*. Otherwise each part (a comparison) and the claim's
+    own checks get a verdict of their own; the claim is *not reproduced* when any part is
+    refuted, else *inconclusive* when any part is undecided, else *reproduced*. So one
+    straddling comparison cannot hide another that refutes the claim.
+    """
+    checks = [c.to_dict() if isinstance(c, Check) else c for c in checks]
+    if skip_reason is not None or not checks:
+        return "skipped"
+    if not all(c["passed"] for c in checks if c.get("precondition") and c.get("part") is None):
+        return "inconclusive"
+    parts: dict = {}
+    for c in checks:
+        if c.get("part") is not None or not c.get("precondition"):
+            parts.setdefault(c.get("part"), []).append(c)
+    verdicts = {_part_verdict(p) for p in parts.values()}
+    for verdict in ("not_reproduced", "inconclusive"):
+        if verdict in verdicts:
+            return verdict
+    return "reproduced"
 
 
 def paper_claims(paper: str) -> dict[str, dict]:
@@ -151,9 +178,16 @@ class StageRecord:
         summaries, then ``reason`` (context that the stage words from its own numbers).
         """
         evidence = [c for c in checks if not isinstance(c, Check)]
-        checks = [c for c in checks if isinstance(c, Check)] + [k for e in evidence for k in e.checks]
+        checks = [c for c in checks if isinstance(c, Check)] + [
+            replace(k, part=i) if any(not x.precondition for x in e.checks) else k
+            for i, e in enumerate(evidence) for k in e.checks]
         if evidence:
-            measured = {**{k: v for e in evidence for k, v in e.measured.items()}, **(measured or {})}
+            # a key that several pieces of evidence measure stays only in the per-evidence list
+            counts = Counter(k for e in evidence for k in e.measured)
+            measured = {**{k: v for e in evidence for k, v in e.measured.items() if counts[k] == 1},
+                        **({"evidence": [{"summary": e.summary, **e.measured} for e in evidence]}
+                           if len(evidence) > 1 else {}),
+                        **(measured or {})}
         known = all_paper_claims()
         if claim_id not in known:
             raise KeyError(f"claim {claim_id!r} is not in papers/*.yaml (known: {sorted(known)})")
@@ -243,11 +277,16 @@ def format_value(x) -> str:
 
 
 def derive_reason(checks: Iterable[Check], summaries: Iterable[str] = (), context: str = "") -> str:
-    """The reason of a verdict, from its numbers: the checks that decided it (failed
-    preconditions, else failed claim checks), the evidence summaries, then ``context``."""
+    """The reason of a verdict, from its numbers: the checks that decided it (for *inconclusive*
+    the failed preconditions, for *not reproduced* the failed claim checks), the evidence
+    summaries, then ``context``."""
     checks = list(checks)
+    verdict = derive_verdict(checks)
     failed_pre = [c for c in checks if c.precondition and not c.passed]
-    failed = failed_pre or [c for c in checks if not c.passed]
+    failed_claim = [c for c in checks if not c.precondition and not c.passed
+                    and _part_verdict([k.to_dict() for k in checks if k.part == c.part]) == "not_reproduced"]
+    failed = failed_claim if verdict == "not_reproduced" else failed_pre if verdict == "inconclusive" else []
+    failed_pre = verdict == "inconclusive"
     parts = []
     if failed:
         kind = "undecided, because" if failed_pre else "failed:"

@@ -24,6 +24,7 @@ any conf that differs from its registered (or last logged) hash.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import sys
@@ -71,8 +72,10 @@ class DesignState:
         return self.current == self.expected
 
     def to_dict(self) -> dict:
+        plain = lambda v: v.isoformat() if isinstance(v, datetime.date) else v  # noqa: E731 (YAML dates)
         return {"hash": self.current, "registered": self.registered, "matches_registration": self.ok,
-                "post_hoc_changes": self.post_hoc_changes, "log": [dict(e) for e in self.log]}
+                "post_hoc_changes": self.post_hoc_changes,
+                "log": [{k: plain(v) for k, v in e.items()} for e in self.log]}
 
 
 def design_state(claim_id: str, profile: str, claims: dict | None = None) -> DesignState | None:

@@ -129,6 +129,7 @@ def collect(root: Path = REPO_ROOT, profile: str | None = None, seed_sets=None) 
     profile = profile or current_profile(root)
     seed_sets = list(seed_sets or found_seed_sets(root))
     verdicts, reasons, sources, runtime, ignored = {}, {}, {}, {}, []
+    designs = _current_designs(profile)
     for k in seed_sets:
         folder = seed_set_root(k, root)
         for path in sorted(folder.glob("results/*/claims.json")):
@@ -146,10 +147,25 @@ def collect(root: Path = REPO_ROOT, profile: str | None = None, seed_sets=None) 
             sources[k] = folder.relative_to(root).as_posix() or "."
             runtime[k] = runtime.get(k, 0.0) + record["runtime_s"]
             for c in record["claims"]:
+                made_under = (c.get("design") or {}).get("hash")
+                current = designs.get(c["id"])
+                if current is not None and made_under != current:
+                    ignored.append(f"{rel}: {c['id']} made under design {made_under}, registered now {current}")
+                    continue
                 verdicts.setdefault(c["id"], {})[k] = c["verdict"]
                 reasons.setdefault(c["id"], {})[k] = c["reason"]
     return {"profile": profile, "seed_sets": seed_sets, "verdicts": verdicts, "reasons": reasons,
             "sources": sources, "runtime_s": runtime, "ignored": ignored}
+
+
+def _current_designs(profile: str) -> dict:
+    """Claim id -> the design hash its conf has now (a record made under another is not used)."""
+    from initrepro.claims import all_paper_claims
+    from initrepro.designs import design_state
+
+    claims = all_paper_claims()
+    states = {cid: design_state(cid, profile, claims) for cid in claims}
+    return {cid: st.current for cid, st in states.items() if st is not None}
 
 
 def held(verdicts: dict, seed_sets=SEED_SETS) -> str:

@@ -89,8 +89,10 @@ def seeds_needed(sd: float, distance: float, power: float = POWER, confidence: f
         return -1
     if sd <= 0:
         return MIN_PAIRS
-    n = TTestPower().solve_power(effect_size=distance / sd, alpha=(1 - confidence) / 2, power=power,
-                                 alternative="larger")
+    effect, alpha = distance / sd, (1 - confidence) / 2
+    if TTestPower().power(effect_size=effect, nobs=MIN_PAIRS, alpha=alpha, alternative="larger") >= power:
+        return MIN_PAIRS  # also where the solver fails on huge effects
+    n = TTestPower().solve_power(effect_size=effect, alpha=alpha, power=power, alternative="larger")
     return max(MIN_PAIRS, math.ceil(float(np.squeeze(n))))
 
 
@@ -98,7 +100,7 @@ def compare(a_name: str, a, b_name: str, b, *, margin: float, superior: bool = F
             chance: float | None = None, tolerance: float = COLLAPSE_TOLERANCE, n_test: int | None = None,
             bounds: tuple[float, float] | None = None, confidence: float = 0.95,
             higher_is_better: bool = True, unit: str = "", paper_precision: str = "",
-            collapse_alternative: str | None = None) -> Evidence:
+            collapse_alternative: str | None = None, planned_n: int | None = None) -> Evidence:
     """Is ``a`` at least as good as ``b`` within ``margin`` (non-inferiority, "on par"), or,
     with ``superior=True``, better by more than ``margin`` (superiority, "outperforms")?
 
@@ -116,6 +118,9 @@ def compare(a_name: str, a, b_name: str, b, *, margin: float, superior: bool = F
       ``b`` (``"greater"`` the other way); Fisher's exact p on that fixed side is reported as
       context. Collapse counts never decide by themselves.
     - ``paper_precision``: the paper's own precision or gap, shown next to the margin.
+    - ``planned_n``: the seeds that the registered power calculation needs (80% at the
+      margin); fewer run leave the comparison *inconclusive*, whatever this draw's interval
+      says, so that an underpowered design cannot decide by luck of one kernel path or seed set.
 
     Checks: preconditions that at least :data:`MIN_PAIRS` pairs were run, that every value is
     finite or has a chance level, and that the interval lies on one side of the margin (else
@@ -138,6 +143,9 @@ def compare(a_name: str, a, b_name: str, b, *, margin: float, superior: bool = F
     diverged = int((~np.isfinite(a)).sum() + (~np.isfinite(b)).sum())
     checks = [Check(f"paired seeds of {a_name} and {b_name}", n, ">=", MIN_PAIRS, precondition=True,
                     note=f"fewer than {MIN_PAIRS} pairs decide nothing")]
+    if planned_n is not None:
+        checks.append(Check(f"seeds run against the {planned_n} that 80% power at the margin needs", n, ">=",
+                            planned_n, precondition=True, note="from the registered power calculation"))
     if diverged and chance is None:
         checks.append(Check("non-finite values without a chance level", diverged, "<=", 0, precondition=True))
     if chance is not None:
@@ -244,17 +252,19 @@ def select_lr(lrs: Sequence[float], scores, chance: float, *, name: str = "",
         raise ValueError(f"lrs must step by a factor of at most {MAX_GRID_FACTOR} (2 or 3), got {lrs}")
     if len(scores[0]) < MIN_SEARCH_SEEDS:
         raise ValueError(f"scores must hold at least {MIN_SEARCH_SEEDS} search seeds per lr, got {len(scores[0])}")
-    for _ in range(max_extensions + 1):
+    extensions = 0
+    while True:
         stable = [not collapsed(row, chance, tolerance).any() for row in scores]
         means = [float(np.mean(row)) for row in scores]
         best = max((i for i in range(len(lrs)) if stable[i]), key=lambda i: means[i], default=None)
         at_end = best is not None and best in (0, len(lrs) - 1)
-        if not (at_end and extend is not None):
+        if not (at_end and extend is not None and extensions < max_extensions):
             break
         new = lrs[0] / factors[0] if best == 0 else lrs[-1] * factors[-1]
         row = list(map(float, extend(new)))
         lrs, scores = ([new] + lrs, [row] + scores) if best == 0 else (lrs + [new], scores + [row])
         factors = [hi / lo for lo, hi in zip(lrs, lrs[1:])]
+        extensions += 1
     who = f"{name}: " if name else ""
     lr = lrs[best] if best is not None else None
     checks = [Check(f"{who}learning rates of the grid at which no search seed collapsed", sum(stable), ">=", 1,
@@ -270,36 +280,49 @@ def select_lr(lrs: Sequence[float], scores, chance: float, *, name: str = "",
 
 
 @lru_cache(maxsize=64)
-def pooled_critical_value(alpha: float, k: int, df: float | None = None) -> float:
-    """Two-sided critical value of the pooled score (z1 + z2) / sqrt(2) at level ``alpha / k``,
-    for two independent scores that are standard normal (``df=None``) or Student t with ``df``
-    degrees of freedom (then the density of the sum is integrated numerically)."""
-    level = alpha / k
+def pooled_critical_value(alpha: float, k: int, df: float | None = None, one_sided: bool = False) -> float:
+    """Critical value of the pooled score (z1 + z2) / sqrt(2) at level ``alpha / k`` (two-sided,
+    or upper tail with ``one_sided``), for two independent scores that are standard normal
+    (``df=None``) or Student t with ``df`` degrees of freedom (the density of the sum is then
+    integrated numerically)."""
+    level = alpha / k if one_sided else alpha / (2 * k)
     if df is None or math.isinf(df):
-        return float(stats.norm.isf(level / 2))
+        return float(stats.norm.isf(level))
     t = stats.t(df)
 
-    def tail(c):  # P(|T1 + T2| > c sqrt 2)
-        upper = integrate.quad(lambda x: t.pdf(x) * t.sf(c * math.sqrt(2) - x), -np.inf, np.inf, limit=200)[0]
-        return 2 * upper - level
+    def tail(c):  # P(T1 + T2 > c sqrt 2)
+        return integrate.quad(lambda x: t.pdf(x) * t.sf(c * math.sqrt(2) - x), -np.inf, np.inf, limit=200)[0] - level
 
     return float(optimize.brentq(tail, 0.5, 50.0, xtol=1e-6))
 
 
+def pooled_failures(z1, z2, *, alpha: float = FAMILY_ALPHA, df: float | None = None,
+                    one_sided: bool = False) -> np.ndarray:
+    """Which tests of a family fail the pooled test: ``|z1 + z2| / sqrt 2`` (or its upper tail)
+    above :func:`pooled_critical_value` at ``alpha / k``, ``k`` the last axis. NaN fails.
+    Vectorized over leading axes (families), so simulations test this very function."""
+    z1, z2 = np.asarray(z1, dtype=float), np.asarray(z2, dtype=float)
+    pooled = (z1 + z2) / math.sqrt(2)
+    crit = pooled_critical_value(alpha, z1.shape[-1], df, one_sided)
+    return ~((pooled if one_sided else np.abs(pooled)) <= crit)
+
+
 def two_stage(name: str, screen: Sequence[float], confirm: Callable[[list[int]], Sequence[float]] | Sequence[float],
-              *, alpha: float = FAMILY_ALPHA, df: float | None = None, labels: Sequence[str] | None = None,
-              precondition: bool = False) -> Evidence:
-    """``k`` two-sided tests that a true claim passes, each on two independent samples, pooled.
+              *, alpha: float = FAMILY_ALPHA, df: float | None = None, one_sided: bool = False,
+              labels: Sequence[str] | None = None, precondition: bool = False) -> Evidence:
+    """``k`` tests that a true claim passes, each on two independent samples, pooled.
 
     ``screen`` holds the ``k`` scores of the first sample, ``confirm`` those of the second (or a
     function of the indices that computes them). Each test pools them, ``(z1 + z2) / sqrt 2``,
     and fails when that exceeds the Bonferroni critical value at ``alpha / k``: under a true
-    claim the family fails with probability at most ``alpha`` (0.1%). Scores that are t with
-    ``df`` degrees of freedom, rather than normal, pass ``df`` (at ``df=10`` the critical value
-    of 10 tests rises from 3.89 to 5.42). Pooling both samples has about twice the power of
-    screening one and confirming on the other at the same rate: 64% against 35% for one test
-    3 se off among 10, 36% against 17% at 2.5 se (``tests/test_verdicts.py`` simulates both
-    the false-failure rate, normal and t with 10 df, and the power). With
+    claim the family fails with probability at most ``alpha`` (0.1%). Scores must be standard
+    normal under the claim (large-sample means and counts); scores that are t with ``df``
+    degrees of freedom pass ``df`` (at ``df=10`` the critical value of 10 tests rises from 3.89
+    to 5.42). Scores with one bad tail, such as a goodness-of-fit p-value as
+    ``norm.isf(p)``, pass ``one_sided=True``: never fold them into ``|z|``. Pooling both samples
+    has about twice the power of screening one and confirming on the other at the same rate:
+    64% against 35% for one test 3 se off among 10, 36% against 17% at 2.5 se
+    (``tests/test_verdicts.py`` simulates both rates through :func:`pooled_failures`). With
     ``precondition=True`` the family checks that the experiment is valid (e.g. a sampler agrees
     with a reference): a failure makes the claim *inconclusive*.
     """
@@ -311,13 +334,15 @@ def two_stage(name: str, screen: Sequence[float], confirm: Callable[[list[int]],
         raise ValueError(f"screen, confirm and labels must hold the same k >= 1 scores, got {z1.shape}, "
                          f"{z2.shape}, {len(labels)}")
     pooled = (z1 + z2) / math.sqrt(2)
-    crit = pooled_critical_value(alpha, k, df)
-    failed = [labels[i] for i in range(k) if not abs(pooled[i]) <= crit]  # NaN fails
+    crit = pooled_critical_value(alpha, k, df, one_sided)
+    failed = [labels[i] for i in np.flatnonzero(pooled_failures(z1, z2, alpha=alpha, df=df, one_sided=one_sided))]
+    side = "z" if one_sided else "|z|"
     check = Check(f"{name}: tests failing the pooled test", len(failed), "<=", 0, precondition=precondition,
-                  note=f"{k} tests, each on two independent samples pooled; |z| <= {crit:.2f} "
+                  note=f"{k} tests, each on two independent samples pooled; {side} <= {crit:.2f} "
                        f"(Bonferroni, family-wise false-failure rate <= {alpha:g})")
-    summary = (f"{name}: max pooled |z| {format_value(float(np.nanmax(np.abs(pooled))) if k else float('nan'))} "
-               f"over {k} tests against {crit:.2f}; {len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""))
+    worst = float(np.nanmax(pooled if one_sided else np.abs(pooled))) if np.isfinite(pooled).any() else float("nan")
+    summary = (f"{name}: max pooled {side} {format_value(worst)} over {k} tests against {crit:.2f}; "
+               f"{len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""))
     return Evidence([check], summary, {"z": dict(zip(labels, z1.tolist())), "z_confirm": dict(zip(labels, z2.tolist())),
                                        "z_pooled": dict(zip(labels, pooled.tolist())), "critical_z": crit,
                                        "failed": failed})

@@ -101,8 +101,11 @@ def sample_networks(num: int, width: int, depth: int, sw2: float, sb2: float, q0
 
 
 def ks_z(pvalue: float) -> float:
-    """A test's p-value as the |z| of a two-sided z test with the same p-value."""
-    return float(stats.norm.isf(max(pvalue, 1e-300) / 2))
+    """A test's p-value as a score that is N(0, 1) when the test's null holds (p uniform) and
+    large when it fails: ``norm.isf(p)``, for the one-sided pooled family of
+    :func:`initrepro.verdicts.two_stage` (never a folded ``|z|``, whose pooled tail is twice
+    too heavy)."""
+    return float(stats.norm.isf(max(pvalue, 1e-300)))
 
 
 @dataclass
@@ -153,7 +156,8 @@ def signal_monte_carlo(width: int, depth: int, sw2: float, sb2: float, num: int,
         r = q_net[:, 1:][alive] / q_net[:, :-1][alive]
         for power, expected in ((1, sw2 / 2), (2, (sw2 / 2) ** 2 * (1 + 5 / width))):
             rp = r ** power
-            mc.z[f"{mc.label}: E r^{power}"] = float((rp.mean() - expected) / (rp.std(ddof=1) / np.sqrt(len(rp))))
+            z = float((rp.mean() - expected) / (rp.std(ddof=1) / np.sqrt(len(rp))))
+            mc.z[f"{mc.label}: E r^{power}"] = ks_z(2 * stats.norm.sf(abs(z)))  # two-sided p as a score
     v_mf = sw2 * mean_field_q(depth, sw2, sb2)[-2] + sb2
     mc.mean_field_pvalue = float(stats.kstest(h_net / np.sqrt(v_mf), "norm").pvalue)
     mc.mean_field_kurtosis_pvalue = float(stats.kurtosistest(h_net, alternative="greater").pvalue)

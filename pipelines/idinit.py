@@ -51,7 +51,7 @@ weight_decay = 0.0001
 val_fraction = 0.2
 search_seeds = [0, 1, 2]
 seeds = [0, 1, 2, 3, 4]
-acc_margin_ratio = 0.25  # margin = this x the reference's error (an error ratio of at most 1.25)
+acc_margin_ratio = 0.25  # margin = this x the error of the reference (an error ratio of at most 1.25)
 acc_margins = {"Fixup": 0.02, "ZerO": 0.02, "Kaiming": 0.02, "Kaiming + BN": 0.02}  # fixed from the pilot
 # Claim 1: parameters never changed (Table 4 ablation), on a conv and an fc ResNet
 dead_seeds = [0, 1, 2, 3, 4]
@@ -241,8 +241,8 @@ print(pd.DataFrame(final).describe().loc[["mean", "std", "min"]])
 # %%
 fig, axes = subplots(1, 2, figsize=(11, 3.8))
 if curves:
-    sns.lineplot(pd.DataFrame(curves), x="epoch", y="test accuracy", hue="scheme", units="seed", estimator=None,
-                 ax=axes[0], alpha=0.5)
+    sns.lineplot(pd.DataFrame(curves), x="epoch", y="test accuracy", hue="scheme", hue_order=list(ARMS), units="seed",
+                 estimator=None, ax=axes[0], alpha=0.5)
 axes[0].set(title=f"{dataset}, {acc_kind} ResNet {acc_widths} x {acc_blocks} (one line per seed)", ylim=(0, 1))
 sns.stripplot(pd.DataFrame(final), ax=axes[1])
 axes[1].set(ylabel="final test accuracy", title=f"{len(seeds)} seeds; lr " +

@@ -296,3 +296,26 @@ def test_train_members_isolates_a_diverging_member():
                         epochs=5, batch_size=8)
     assert res["diverged"].tolist() == [True, False]
     assert math.isnan(res["acc"]["t"][0]) and 0 <= res["acc"]["t"][1] <= 1
+
+
+def test_accuracy_arms_train_fixup_scalars_only_and_give_zero_its_relu():
+    from initrepro.layers import relu_grad_at_zero
+    from initrepro.studies.idinit import accuracy_arms, build, is_scalar, run_arms
+    from initrepro.training_dynamics import train_members as tm
+
+    arms = accuracy_arms()
+    assert set(arms) == {"IDInit", "Fixup", "ZerO", "Kaiming", "Kaiming + BN"}
+    assert [a for a, arm in arms.items() if arm.train_scalars] == ["Fixup"]
+    assert build(arms["ZerO"], "conv", (1, 6, 6), 3, (4,), (1,), "C", 0).activation is relu_grad_at_zero
+    assert build(arms["IDInit"], "conv", (1, 6, 6), 3, (4,), (1,), "C", 0).activation is torch.nn.functional.relu
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(24, 1, 6, 6, generator=gen), torch.randint(0, 3, (24,), generator=gen)
+    data = type("D", (), {"x": x, "y": y, "input_shape": (1, 6, 6), "num_classes": 3})()
+    out = run_arms(arms, [(a, 0.05, 0) for a in arms], data, {"t": (x, y)}, kind="conv", widths=(4,), blocks=(1,),
+                   block_type="C", epochs=1, batch_size=8, momentum=0.9, weight_decay=0.0)
+    assert set(out) == {(a, 0.05, 0) for a in arms} and all(0 <= v["t"] <= 1 for v in out.values())
+    models = [build(arms[a], "conv", (1, 6, 6), 3, (4,), (1,), "C", 0) for a in ("IDInit", "Fixup")]
+    res = tm(models, x, y, {}, lrs=[0.05, 0.05], seeds=[0, 0], epochs=1, batch_size=8,
+             frozen=lambda i, n: is_scalar(n) and i == 0)
+    k = res["names"].index("blocks.0.bias2b")
+    assert torch.equal(res["final"][k][0], res["init"][k][0]) and not torch.equal(res["final"][k][1], res["init"][k][1])

@@ -5,7 +5,7 @@
 # or normalization train, and with standard sparse inits they do not; EOI keeps the
 # input-output Jacobian's singular values of order 0.1-1 at depth 1000.
 # Library: `initrepro.init.eoi`, `initrepro.init.sparse`, `initrepro.sparse_training`,
-# `initrepro.models.deep_tanh`, `initrepro.isometry`.
+# `initrepro.models.deep_tanh`.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -74,11 +74,10 @@ from tqdm import tqdm
 from initrepro.claims import Check, StageRecord
 from initrepro.data import load_dataset
 from initrepro.init.eoi import eoi_, eoi_matrices, eoi_reference, eoi_stack, min_density, orthogonality_error
-from initrepro.isometry import jacobian_singular_values
 from initrepro.models.deep_tanh import DeepTanhCNN, DeepTanhMLP
 from initrepro.plotting import subplots
 from initrepro.seeding import shift
-from initrepro.sparse_training import log_spread, sparse_net, stack_sparse
+from initrepro.sparse_training import jacobian_singular_values_batched, log_spread, sparse_net, stack_sparse
 from initrepro.training import TrainConfig, train
 from initrepro.verdicts import alternating_timings, collapsed, compare, positive_control, speedup
 
@@ -199,7 +198,7 @@ for kind, (kind_steps, kind_lr, kind_augment) in runs.items():
         net, masks = sparse_net(builders[kind], scheme, density, train_seeds[0], gain=gain, bias_std=bias_std,
                                 **extra_args.get(scheme, {}))
         densities[f"{kind}/{scheme}"] = masks.density
-        spectra[kind][scheme] = {train_seeds[0]: jacobian_singular_values(net, x0).numpy()}
+        spectra[kind][scheme] = {train_seeds[0]: jacobian_singular_values_batched(net, x0).numpy()}
         del net, masks
     epochs = -(-kind_steps * batch_size // len(train_set))
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=kind_lr, momentum=momentum, nesterov=nesterov,
@@ -217,7 +216,7 @@ for kind, (kind_steps, kind_lr, kind_augment) in runs.items():
                             for s in (train_seeds if not gated else jac_seeds)))
         densities[f"{kind}/{scheme}"] = float(np.mean([m.density for m in masks]))
         if jac_seeds:
-            spectra[kind][scheme] = {s: jacobian_singular_values(nets[k], x0).numpy()
+            spectra[kind][scheme] = {s: jacobian_singular_values_batched(nets[k], x0).numpy()
                                      for k, s in enumerate(train_seeds) if s in jac_seeds}
         if gated:
             print(f"{kind} {scheme}: not trained, the control did not train")

@@ -365,3 +365,15 @@ def test_eoi_at_its_lowest_density_is_the_identity_so_a_narrow_cnn_does_not_mix_
     assert torch.equal(w[:, :, 1, 1], torch.eye(8))
     w16, _ = sparse_delta_orthogonal_(torch.empty(16, 16, 3, 3), 0.125, generator=gen())
     assert int((w16[:, :, 1, 1] != 0).sum()) > 16  # 16 channels: rotations mix pairs of channels
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_batched_jacobian_matches_jacrev(kind):
+    from initrepro.sparse_training import jacobian_singular_values_batched, sparse_net
+
+    build = ((lambda: DeepTanhMLP(64, 10, depth=30, width=32)) if kind == "mlp"
+             else (lambda: DeepTanhCNN((1, 8, 8), 10, depth=8, channels=16)))
+    net, _ = sparse_net(build, "eoi", 0.25, 0, gain=1.0247, bias_std=0.01)
+    x = torch.randn(1, 8, 8, generator=gen()) if kind == "cnn" else torch.randn(64, generator=gen())
+    assert torch.allclose(jacobian_singular_values_batched(net, x), jacobian_singular_values(net, x),
+                          rtol=1e-9, atol=1e-14)

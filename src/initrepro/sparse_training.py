@@ -161,3 +161,21 @@ def log_spread(singular_values, floor: float = 1e-300) -> float:
     if s.numel() == 0 or not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
         raise ValueError("singular_values must be a non-empty set of finite values >= 0")
     return float(torch.log(s.clamp(min=floor)).std(unbiased=False))
+
+
+def jacobian_singular_values_batched(model: nn.Module, x: Tensor) -> Tensor:
+    """The same exact float64 input-output Jacobian spectrum as
+    :func:`initrepro.isometry.jacobian_singular_values`, from one forward and one backward pass:
+    the input is repeated once per output, and row ``i`` of the Jacobian is the gradient of
+    output ``i`` of copy ``i``. On a 1000-layer net this costs a batch-of-10 step, where
+    ``jacrev`` over 2000 modules took ~7.5 s of CPU per net (the stage builds 22 of them).
+    The model must treat batch entries independently (no batch norm in training mode)."""
+    import copy
+
+    net = copy.deepcopy(model).double().eval().requires_grad_(False)
+    with torch.no_grad():
+        n_out = net(x[None].double()).flatten(1).shape[1]
+    point = x.detach().double()[None].repeat(n_out, *[1] * x.dim()).requires_grad_(True)
+    out = net(point).flatten(1)
+    (grad,) = torch.autograd.grad(out.diagonal().sum(), point)
+    return torch.linalg.svdvals(grad.flatten(1))

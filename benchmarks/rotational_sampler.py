@@ -6,7 +6,10 @@ Two timings, as issue 8 asks:
 1. speedup at width 64 on the same work (matrix path: a d x d Gaussian matrix per layer and a
    batched matmul; rotational: one d-vector of normals per layer), target >= 20x;
 2. 10^5 networks of depth 1000 at width 64 by the rotational sampler (6.4e9 normals), target
-   under a minute on the 2-core CPU.
+   under a minute on the 2-core CPU;
+3. the smoke stage's sampler validation for one activation and one sample (``--validate-networks``
+   matrix-path networks of depth ``--validate-depth`` and ``--validate-ratio`` times as many
+   rotational ones; the stage runs 3 activations x 2 samples).
 Wall and CPU seconds are both printed, with the load average: on a shared machine the CPU
 seconds divided by the threads estimate the wall time of an idle one.
 """
@@ -35,6 +38,9 @@ def main() -> None:
     parser.add_argument("--compare-depth", type=int, default=100)
     parser.add_argument("--networks", type=int, default=100_000)
     parser.add_argument("--depth", type=int, default=1000)
+    parser.add_argument("--validate-networks", type=int, default=2761)
+    parser.add_argument("--validate-depth", type=int, default=50)
+    parser.add_argument("--validate-ratio", type=int, default=8)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sigma, gen = sigma_s(args.width, 1.0), torch.Generator().manual_seed(0)
@@ -46,6 +52,15 @@ def main() -> None:
     print(f"width {args.width}, {args.compare_networks} networks x depth {args.compare_depth}: matrix path "
           f"{m_wall:.2f} s wall ({m_cpu:.2f} s CPU), rotational {r_wall:.3f} s wall ({r_cpu:.3f} s CPU): "
           f"speedup {m_wall / r_wall:.0f}x wall, {m_cpu / r_cpu:.0f}x CPU (target >= 20x)")
+
+    work = (args.width, args.validate_depth, sigma)
+    _, m_wall, m_cpu = timed(lambda: log_norm_ratios(args.validate_networks, *work, generator=gen))
+    _, r_wall, r_cpu = timed(lambda: rotational_log_ratios(args.validate_ratio * args.validate_networks, *work,
+                                                           generator=gen))
+    print(f"validation sample (one activation): matrix path {args.validate_networks} x {args.validate_depth} "
+          f"{m_wall:.2f} s wall ({m_cpu:.2f} s CPU), rotational {args.validate_ratio}x as many {r_wall:.2f} s wall "
+          f"({r_cpu:.2f} s CPU); the stage's 6 samples: about {6 * (m_cpu + r_cpu) / args.threads:.1f} s on an idle "
+          f"{args.threads}-core machine")
 
     g, wall, cpu = timed(lambda: rotational_log_norms(args.networks, args.width, args.depth, sigma, generator=gen,
                                                       progress=True))

@@ -211,6 +211,7 @@ ax_m.plot(he_x, [moment_table[labels[i]]["E R_He^s"] - 1 for i in he_x], "v", co
           label="He / LeCun (negative control)")
 ax_m.axhline(0, color="k", lw=1, label="claim: E R^s = 1")
 ax_m.set_yscale("symlog", linthresh=1e-4)
+ax_m.set_ylim(-0.03, 0.01)  # He / LeCun lie near -0.01
 ax_m.set(xticks=x, ylabel="E R^s - 1 (per layer, R = ||x_k|| / ||x_{k-1}||)")
 ax_m.set_xticklabels(labels, rotation=30, ha="right")
 ax_m.legend(fontsize=7, loc="lower left")

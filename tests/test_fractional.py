@@ -248,3 +248,17 @@ def test_pooled_power_matches_a_simulation_and_sizes_the_smoke_validation():
     assert pooled_power(bias, n_matrix, conf["validate_ratio"] * n_matrix, crit_conf) >= conf["validate_power"]
     # and the earlier design (2 x 10^5 samples, no second sample) did not
     assert pooled_power(bias, conf["failed_bias"]["samples"], math.inf, crit_conf) < 0.7
+
+
+def test_scores_are_one_sided_and_calibrated_under_the_null():
+    from scipy import stats
+
+    from initrepro.lognorm import two_sided_score
+
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal(20000)
+    scores = np.array([two_sided_score(v) for v in z])
+    assert abs(scores.mean()) < 0.03 and abs(scores.std() - 1) < 0.03  # N(0, 1), like ks_z's
+    assert two_sided_score(-6.0) == two_sided_score(6.0) > 5  # either side of a two-sided test is bad
+    ks = [ks_z(rng.standard_normal(500)) for _ in range(400)]
+    assert stats.kstest(ks, "norm").pvalue > 0.001  # not folded: negative when the fit is good

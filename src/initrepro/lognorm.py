@@ -134,11 +134,19 @@ def rotational_log_norms(num_networks: int, width: int, depth: int, sigma: float
 
 
 def ks_z(x, y=None) -> float:
-    """Kolmogorov-Smirnov test as a two-sided z-score, z = Phi^-1(1 - p/2): one-sample against
-    N(0, 1) when ``y`` is None, else two-sample ``x`` against ``y``."""
+    """Kolmogorov-Smirnov test as a one-sided score ``Phi^-1(1 - p)``: N(0, 1) when the null
+    holds (p uniform), large when it fails; one-sample against N(0, 1) when ``y`` is None, else
+    two-sample ``x`` against ``y``. Families of such scores use ``two_stage(one_sided=True)``:
+    a folded two-sided z would fail there about twice too often."""
     x = np.asarray(x, dtype=float)
     p = stats.kstest(x, "norm").pvalue if y is None else stats.ks_2samp(x, np.asarray(y, dtype=float)).pvalue
-    return float(stats.norm.isf(p / 2))
+    return float(stats.norm.isf(max(p, 1e-300)))
+
+
+def two_sided_score(z: float) -> float:
+    """A two-sided z test as the one-sided score of its p-value, ``Phi^-1(2 (1 - Phi(|z|)))``,
+    so that it pools with :func:`ks_z` scores in one one-sided family."""
+    return float(stats.norm.isf(max(2 * stats.norm.sf(abs(z)), 1e-300)))
 
 
 def moment_z(log_ratios: torch.Tensor, s: float) -> tuple[float, float, float]:
@@ -159,16 +167,17 @@ def standardized_lognorm(log_norms: torch.Tensor, depth: int, mu: float, rho2: f
 
 
 def gaussianity_z(z: torch.Tensor) -> dict[str, float]:
-    """Three z-scores of "``z`` is a sample of N(0, 1)": the mean (sqrt(M) mean), the variance
-    ((var - 1) / se, se from the sample's fourth central moment, sqrt((m4 - var^2) / M), so
-    the test stays calibrated when the tails are not yet Gaussian) and the KS shape test
-    (:func:`ks_z`)."""
+    """Three one-sided scores of "``z`` is a sample of N(0, 1)", each N(0, 1) when it is and
+    large when it is not: the mean (sqrt(M) mean), the variance ((var - 1) / se, se from the
+    sample's fourth central moment, sqrt((m4 - var^2) / M), so the test stays calibrated when
+    the tails are not yet Gaussian), both two-sided tests as :func:`two_sided_score`, and the
+    KS shape test (:func:`ks_z`)."""
     z = np.asarray(z, dtype=float)
     m = len(z)
     var = z.var(ddof=1)
     m4 = float(((z - z.mean()) ** 4).mean())
-    return {"mean": float(z.mean() * math.sqrt(m)), "var": float((var - 1) / math.sqrt(max(m4 - var ** 2, 0) / m)),
-            "ks": ks_z(z)}
+    return {"mean": two_sided_score(z.mean() * math.sqrt(m)),
+            "var": two_sided_score((var - 1) / math.sqrt(max(m4 - var ** 2, 0) / m)), "ks": ks_z(z)}
 
 
 def moment_difference_z(log_ratios_a: torch.Tensor, log_ratios_b: torch.Tensor, s: float) -> dict[str, float]:

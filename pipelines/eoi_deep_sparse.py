@@ -308,14 +308,20 @@ far_ev = compare("eoi", spread["eoi"], jacobian_far_reference, spread[jacobian_f
 cnn_max = {s: float(np.median([v[0] for v in by_seed.values()])) for s, by_seed in sv_range["cnn"].items()}
 cnn_note = "; ".join(f"{s} {v:.2g} (per layer {v ** (1 / depth):.4f})" for s, v in cnn_max.items())
 eoi_identity = min_density(cnn_channels, cnn_channels) >= density
+collapsed_sv_context = 1e-10  # context only: a largest singular value below this is called collapsed
+zero_jacobian = [s for s, by_seed in spectra["mlp"].items() if all(float(sv.max()) == 0.0 for sv in by_seed.values())]
+collapsed_cnn = [s for s, v in cnn_max.items() if v < collapsed_sv_context]
 record.claim("eoi.jacobian_isometry", [close_ev, far_ev], figures=[spectra_fig],
-             reason=(f"Spread of ln singular values of the MLP Jacobian at init, mean over {len(train_seeds)} seeds: "
-                     + ", ".join(f"{s} {np.mean(v):.3g}" for s, v in spread.items() if len(v) == len(train_seeds))
+             reason=(f"Spread of ln singular values of the MLP Jacobian at init, mean over the seeds: "
+                     + ", ".join(f"{s} {np.mean(v):.3g}" for s, v in spread.items())
+                     + (f" ({', '.join(zero_jacobian)}: the Jacobian is exactly zero, which this scale-free spread "
+                        f"reads as 0; not a reference of the claim)" if zero_jacobian else "")
                      + f". Not checked, the CNN (largest singular value at the first seed; its d-th root, the mean "
-                       f"gain per layer): {cnn_note}. A largest singular value that small means the signal's "
-                       f"derivative collapsed through depth {depth}"
-                     + (f" (at {cnn_channels} channels density {density} is EOI's lowest, the centre tap stays the "
-                        f"identity and each channel is a scalar tanh chain)." if eoi_identity else ".")),
+                       f"gain per layer): {cnn_note}"
+                     + (f"; {', '.join(collapsed_cnn)} collapsed through depth {depth} (largest singular value below "
+                        f"{collapsed_sv_context:g})" if collapsed_cnn else "")
+                     + (f"; at {cnn_channels} channels density {density} is EOI's lowest: the centre tap stays the "
+                        f"identity and each channel is a scalar tanh chain" if eoi_identity else "") + "."),
              measured={"log_spread": spread, "singular_values_max_min": sv_range,
                        "comparisons": {"close": close_ev.measured, "far": far_ev.measured}})
 

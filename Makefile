@@ -29,6 +29,7 @@ paper: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/python -m initrepro.report
+	$(BIN)/python -m initrepro.claim_index
 
 # Every figure on one page: dvc_plots/index.html.
 plots: $(STAMP)

@@ -41,11 +41,16 @@ def test_record_is_valid_and_complete(stage):
 
 @pytest.mark.parametrize("stage", CLAIM_STAGES)
 def test_verdicts_match_the_papers_expectations(stage):
+    # The expectation of the profile that made the record (a paper run is judged by the paper
+    # expectations, not by params.yaml's); `untested` (or none for that profile) means "no
+    # expectation yet": any verdict passes.
     papers = all_paper_claims()
-    for claim in _record(stage)["claims"]:
-        expected = papers[claim["id"]]["expected"][PROFILE]
-        assert claim["verdict"] == expected, (
-            f"{claim['id']}: verdict {claim['verdict']!r}, papers YAML expects {expected!r} at {PROFILE}: "
+    record = _record(stage)
+    profile = record["profile"]
+    for claim in record["claims"]:
+        expected = papers[claim["id"]]["expected"].get(profile, "untested")
+        assert expected == "untested" or claim["verdict"] == expected, (
+            f"{claim['id']}: verdict {claim['verdict']!r}, papers YAML expects {expected!r} at {profile}: "
             f"{claim['reason']}")
 
 

@@ -278,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)
         return 2
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # Our own handler for both: asyncio's runner (under papermill) replaces only the default
+    # SIGINT handler, with one that cancels a task that the notebook client can swallow.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     print(progress_line(args.stage, args.profile, seed_set, root), file=sys.stderr, flush=True)
     start = time.perf_counter()
     try:
@@ -292,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: stage {args.stage}'s outputs left as they were", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(f"stage {args.stage} done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0
 

@@ -13,12 +13,12 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: repro test paper report stability deps plots clean-venv
 
-# dvc.yaml's deps follow the imports first (initrepro.deps), then DVC reruns what changed.
+# dvc.yaml's deps follow the imports first (initrepro.core.deps), then DVC reruns what changed.
 repro: $(STAMP) deps
 	$(BIN)/dvc repro
 
 deps: $(STAMP)
-	$(BIN)/python -m initrepro.deps --write
+	$(BIN)/python -m initrepro.core.deps --write
 
 test: $(STAMP)
 	$(BIN)/pytest
@@ -28,8 +28,8 @@ paper: $(STAMP)
 	$(BIN)/dvc exp run -S profile=paper
 
 report: $(STAMP)
-	$(BIN)/python -m initrepro.report
-	$(BIN)/python -m initrepro.claim_index
+	$(BIN)/python -m initrepro.core.report
+	$(BIN)/python -m initrepro.core.claim_index
 
 # Every figure on one page: dvc_plots/index.html.
 plots: $(STAMP)
@@ -39,8 +39,8 @@ plots: $(STAMP)
 # workspace's records stay as they are), then reports/stability.{md,json} and the README's
 # stability column. The report is written even when a run failed; make then fails.
 stability: $(STAMP)
-	$(BIN)/python -m initrepro.stability run --seed-sets $(SEED_SETS) --jobs $(JOBS) $(if $(STAGES),--stages $(STAGES)); status=$$?; \
-	$(BIN)/python -m initrepro.stability && $(BIN)/python -m initrepro.report && exit $$status
+	$(BIN)/python -m initrepro.core.stability run --seed-sets $(SEED_SETS) --jobs $(JOBS) $(if $(STAGES),--stages $(STAGES)); status=$$?; \
+	$(BIN)/python -m initrepro.core.stability && $(BIN)/python -m initrepro.core.report && exit $$status
 
 # (Re)build the environment whenever pyproject.toml changes.
 $(STAMP): pyproject.toml

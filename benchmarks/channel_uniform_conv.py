@@ -8,8 +8,8 @@ channel-uniform choices: PyTorch's convolution with oneDNN off (its per-sample i
 BLAS ``slow_conv2d``), and ``uniform_conv2d`` (one NHWC im2col for the whole batch and one
 GEMM each way, the channels always the columns of the product). This script times a full
 SGD step of the nondeterminism smoke ConstNet (WRN-10-1, digits, batch 64) on each kernel
-set, and one conv layer alone, in alternating repeats (``initrepro.verdicts.alternating_timings``),
-and prints median ratios (``initrepro.verdicts.speedup``): only ratios from one run are
+set, and one conv layer alone, in alternating repeats (``initrepro.core.verdicts.alternating_timings``),
+and prints median ratios (``initrepro.core.verdicts.speedup``): only ratios from one run are
 compared. The timer is the process's CPU time (one thread; ``--wall`` for wall time), which a
 loaded machine disturbs far less than wall time. That the uniform kernels keep identical channels bitwise identical on every CPU
 kernel path is tested in ``tests/test_constnet.py``
@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from initrepro.data import load_dataset
-from initrepro.symmetry_breakers import build_arm, kernel_set, onednn, uniform_conv2d
-from initrepro.verdicts import alternating_timings, speedup
+from initrepro.studies.constnet import build_arm, kernel_set, onednn, uniform_conv2d
+from initrepro.core.verdicts import alternating_timings, speedup
 
 
 def step_fn(kernels: str, x, y, steps: int):

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/eoi_speed.py [--size 128] [--density 0.125] [--block 20] [--repeats 7]
 
 Each timing is a block of ``--block`` consecutive layers; the blocks alternate
-(``initrepro.verdicts.alternating_timings``), CPU time, one thread; the ratios are those of
+(``initrepro.core.verdicts.alternating_timings``), CPU time, one thread; the ratios are those of
 the stage's ``eoi.efficient`` claim (``verdicts.speedup``: median over the repeats).
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from initrepro.init.eoi import eoi_, eoi_reference, eoi_stack
-from initrepro.verdicts import alternating_timings
+from initrepro.core.verdicts import alternating_timings
 
 
 def main() -> None:

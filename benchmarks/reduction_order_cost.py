@@ -13,7 +13,7 @@ import argparse
 import torch
 
 from initrepro.data import load_dataset
-from initrepro.symmetry_breakers import seconds_per_step
+from initrepro.studies.constnet import seconds_per_step
 
 
 def main() -> None:

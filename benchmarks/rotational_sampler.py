@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from initrepro.lognorm import log_norm_ratios, rotational_log_norms, rotational_log_ratios
+from initrepro.studies.fractional import log_norm_ratios, rotational_log_norms, rotational_log_ratios
 from initrepro.theory.fractional import sigma_s
 
 

@@ -4,7 +4,7 @@
 # any density and cheap to build; with EOI, 1000-layer sparse tanh networks without residuals
 # or normalization train, and with standard sparse inits they do not; EOI keeps the
 # input-output Jacobian's singular values of order 0.1-1 at depth 1000.
-# Library: `initrepro.init.eoi`, `initrepro.init.sparse`, `initrepro.sparse_training`,
+# Library: `initrepro.init.eoi`, `initrepro.init.sparse`, `initrepro.studies.eoi`,
 # `initrepro.models.deep_tanh`.
 
 # %% tags=["parameters"]
@@ -71,15 +71,15 @@ import torch
 from matplotlib.ticker import MaxNLocator
 from tqdm import tqdm
 
-from initrepro.claims import Check, StageRecord
+from initrepro.core.claims import Check, StageRecord
 from initrepro.data import load_dataset
 from initrepro.init.eoi import eoi_, eoi_matrices, eoi_reference, eoi_stack, min_density, orthogonality_error
 from initrepro.models.deep_tanh import DeepTanhCNN, DeepTanhMLP
-from initrepro.plotting import subplots
-from initrepro.seeding import shift
-from initrepro.sparse_training import jacobian_singular_values_batched, log_spread, sparse_net, stack_sparse
+from initrepro.core.plotting import subplots
+from initrepro.core.seeding import shift
+from initrepro.studies.eoi import jacobian_singular_values_batched, log_spread, sparse_net, stack_sparse
 from initrepro.training import TrainConfig, train
-from initrepro.verdicts import alternating_timings, collapsed, compare, positive_control, speedup
+from initrepro.core.verdicts import alternating_timings, collapsed, compare, positive_control, speedup
 
 torch.set_flush_denormal(True)  # deep tanh nets slow down ~100x on denormals
 torch.set_num_threads(threads)

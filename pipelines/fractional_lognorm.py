@@ -3,8 +3,8 @@
 # Gurbuzbalaban & Hu, AISTATS 2021. Claims: sigma_s preserves the s-th moment of the
 # layer-to-layer norm ratio; s = 2 recovers He / LeCun; log||x_L|| is asymptotically
 # Gaussian with explicit mean and variance; small outputs are rarer than under He; training
-# can improve. Theory: `initrepro.theory.fractional`; simulation: `initrepro.lognorm`; verdict
-# rules: `initrepro.verdicts`.
+# can improve. Theory: `initrepro.theory.fractional`; simulation: `initrepro.studies.fractional`; verdict
+# rules: `initrepro.core.verdicts`.
 #
 # Monte Carlo: the rotational sampler (for a fresh Gaussian W, W x ~ N(0, sigma^2 ||x||^2 I), so
 # a layer needs one d-vector of normals, not a d x d matrix), validated against the matrix path
@@ -64,20 +64,20 @@ import numpy as np
 import torch
 from scipy import stats
 
-from initrepro.claims import Check, StageRecord, derive_verdict
+from initrepro.core.claims import Check, StageRecord, derive_verdict
 from initrepro.data import load_dataset
 from initrepro.init.dense import reinit_linear_
-from initrepro.lognorm import (gaussianity_z, ks_z, two_sided_score, log_norm_ratios, moment_difference_z, moment_z,
+from initrepro.studies.fractional import (gaussianity_z, ks_z, two_sided_score, log_norm_ratios, moment_difference_z, moment_z,
                                pooled_power, rotational_log_norms, rotational_log_ratios, samples_for_power,
                                standardized_lognorm, variance_difference_z)
 from initrepro.models import mlp
 from initrepro.models.ensemble import Ensemble
-from initrepro.plotting import subplots
-from initrepro.seeding import shift
+from initrepro.core.plotting import subplots
+from initrepro.core.seeding import shift
 from initrepro.theory.fractional import (he_sigma, lognorm_limit, sigma_s, sigma_s_closed_form,
                                          small_output_probability)
 from initrepro.training import TrainConfig, train
-from initrepro.verdicts import compare, pooled_critical_value, positive_control, seeds_needed, two_stage
+from initrepro.core.verdicts import compare, pooled_critical_value, positive_control, seeds_needed, two_stage
 
 seed = shift(seed, seed_set)
 mc_seeds = {name: shift(value, seed_set) for name, value in mc_seeds.items()}

@@ -4,7 +4,7 @@
 # law; a 100-layer identity MLP (width = input dim + classes) trains where random inits of the
 # same depth do not; the class units of every layer give an accuracy that rises through the
 # depth; the trained weights stay near the identity. Theory: `initrepro.theory.identity`;
-# model: `initrepro.models.class_unit_mlp`; training: `initrepro.layerwise`.
+# model: `initrepro.models.class_unit_mlp`; training: `initrepro.studies.kubota`.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -45,15 +45,15 @@ import numpy as np
 import torch
 from scipy import stats
 
-from initrepro.claims import Check, StageRecord
+from initrepro.core.claims import Check, StageRecord
 from initrepro.data import load_dataset
-from initrepro.layerwise import layer_trend, train_seeds as run_seeds
+from initrepro.studies.kubota import layer_trend, train_seeds as run_seeds
 from initrepro.models.class_unit_mlp import ClassUnitMLP, init_class_unit_mlp_
-from initrepro.plotting import subplots
-from initrepro.seeding import shift
+from initrepro.core.plotting import subplots
+from initrepro.core.seeding import shift
 from initrepro.theory.identity import binomial_z, jjt_eigenvalues, two_point_law
 from initrepro.training import TrainConfig
-from initrepro.verdicts import collapsed, compare, positive_control, two_stage
+from initrepro.core.verdicts import collapsed, compare, positive_control, two_stage
 
 torch.set_num_threads(threads)
 torch.set_flush_denormal(True)
@@ -224,7 +224,7 @@ record.claim("kubota.layerwise_accuracy_rises",
 # %% [markdown]
 # ## Claim: the trained weights stay near the identity, so features stay in input space
 # Image drift: at every layer, the median over test images of ||x_l[:D] - phi(x_0)|| / ||phi(x_0)||
-# (`initrepro.layerwise.image_drift`): 0 for an identity net at init, near or above 1 for a random
+# (`initrepro.studies.kubota.image_drift`): 0 for an identity net at init, near or above 1 for a random
 # net, whose layers embed the input elsewhere. The claim: the trained identity net stays below
 # `drift_max` at every layer on every seed; the precondition: the random baseline, trained with the
 # same lr and steps, exceeds it (else the measure cannot tell the arms apart). The relative weight

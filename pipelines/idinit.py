@@ -72,15 +72,15 @@ import seaborn as sns
 import torch
 from tqdm import tqdm
 
-from initrepro.claims import Check, StageRecord
+from initrepro.core.claims import Check, StageRecord
 from initrepro.data import TensorData, load_dataset
-from initrepro.plotting import subplots
-from initrepro.seeding import shift
+from initrepro.core.plotting import subplots
+from initrepro.core.seeding import shift
 from initrepro.studies.idinit import (RANK_FILLS, Arm, accuracy_arms, build, is_scalar, rank_mlp, run_arms,
                                       singular_tail)
-from initrepro.training_dynamics import (deep_linear_descent, live_coordinates, standardize_live, train_members,
+from initrepro.studies.idinit_dynamics import (deep_linear_descent, live_coordinates, standardize_live, train_members,
                                          unchanged_fraction, update_rank)
-from initrepro.verdicts import Evidence, compare, positive_control, seeds_needed, select_lr
+from initrepro.core.verdicts import Evidence, compare, positive_control, seeds_needed, select_lr
 
 if threads:
     torch.set_num_threads(threads)

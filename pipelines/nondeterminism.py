@@ -10,7 +10,7 @@
 # oneDNN's own (deterministic) kernels break the symmetry on some instruction sets is measured
 # apart, in fresh interpreters, as a CPU-kernel finding.
 # Each "comes close to He" claim is a paired comparison over seeds with He trained for the same
-# number of steps (`initrepro.verdicts.compare`, margin `accuracy_margin` from the conf), He
+# number of steps (`initrepro.core.verdicts.compare`, margin `accuracy_margin` from the conf), He
 # being a positive control. All thresholds and margins are fixed in the conf before the run.
 
 # %% tags=["parameters"]
@@ -53,13 +53,13 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from initrepro.claims import Check, StageRecord
+from initrepro.core.claims import Check, StageRecord
 from initrepro.data import load_dataset
-from initrepro.plotting import subplots
-from initrepro.seeding import shift
-from initrepro.symmetry_breakers import probe_kernels, seconds_per_step, train_arms
+from initrepro.core.plotting import subplots
+from initrepro.core.seeding import shift
+from initrepro.studies.constnet import probe_kernels, seconds_per_step, train_arms
 from initrepro.training import TrainConfig
-from initrepro.verdicts import compare, positive_control
+from initrepro.core.verdicts import compare, positive_control
 
 torch.set_num_threads(threads)
 seed, seeds = shift(seed, seed_set), shift(seeds, seed_set)

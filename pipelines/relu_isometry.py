@@ -4,7 +4,7 @@
 # from mean field; He-initialized ReLU MLPs lose dynamical isometry with depth; initial
 # parameter sharing (looks-linear blocks) restores it; deep ReLU MLPs then train. Theory:
 # `initrepro.theory.relu_signal`; initializers: `initrepro.init.parameter_sharing`; spectra:
-# `initrepro.isometry`, `initrepro.relu_spectra`.
+# `initrepro.measures.isometry`, `initrepro.studies.relu_isometry`.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -51,18 +51,18 @@ power_seeds = {"ll_orthogonal": 5, "ll_gaussian": 69}
 import numpy as np
 import torch
 
-from initrepro.claims import Check, StageRecord
+from initrepro.core.claims import Check, StageRecord
 from initrepro.data import load_dataset
 from initrepro.init.parameter_sharing import init_relu_mlp_, shared_blocks
-from initrepro.isometry import jacobian_singular_values
+from initrepro.measures.isometry import jacobian_singular_values
 from initrepro.models import mlp
 from initrepro.models.ensemble import Ensemble
-from initrepro.plotting import subplots
-from initrepro.relu_spectra import active_units, isometry_fraction, numerical_rank
-from initrepro.seeding import shift
+from initrepro.core.plotting import subplots
+from initrepro.studies.relu_isometry import active_units, isometry_fraction, numerical_rank
+from initrepro.core.seeding import shift
 from initrepro.theory.relu_signal import mean_field_q, signal_monte_carlo
 from initrepro.training import TrainConfig, train
-from initrepro.verdicts import collapsed, compare, positive_control, two_stage
+from initrepro.core.verdicts import collapsed, compare, positive_control, two_stage
 
 seed, confirm_seed, jac_seed, data_seed = (shift(s, seed_set) for s in (seed, confirm_seed, jac_seed, data_seed))
 train_seeds = shift(train_seeds, seed_set)

@@ -56,15 +56,15 @@ import seaborn as sns
 import torch
 from tqdm import tqdm
 
-from initrepro.arms import train_arms
-from initrepro.claims import Check, StageRecord
+from initrepro.studies.risotto import train_arms
+from initrepro.core.claims import Check, StageRecord
 from initrepro.data import TensorData, load_dataset
-from initrepro.isometry import jacobian_singular_values
+from initrepro.measures.isometry import jacobian_singular_values
 from initrepro.models.resnet import branch_skip_ratios, resnet
-from initrepro.plotting import subplots
-from initrepro.seeding import shift
+from initrepro.core.plotting import subplots
+from initrepro.core.seeding import shift
 from initrepro.training import TrainConfig
-from initrepro.verdicts import collapsed, compare, positive_control, select_lr
+from initrepro.core.verdicts import collapsed, compare, positive_control, select_lr
 
 if threads:
     torch.set_num_threads(threads)
@@ -170,7 +170,7 @@ record.claim(
 # on the full training set at that lr. Every run warms the lr up linearly over `warmup_epochs`
 # and trains the scalar parameters at `scalar_lr_factor` x lr, as the Fixup reference code does.
 # All arms and seeds of one architecture and lr train as one vectorized ensemble
-# (`initrepro.arms.train_arms`): arms are paired by seed and share the data order.
+# (`initrepro.studies.risotto.train_arms`): arms are paired by seed and share the data order.
 # "Outperforms" is tested as superiority by `superiority_margin`; "often the overall best"
 # as RISOTTO + BN at least as good as every other arm, with or without BN, within
 # `overall_best_margin` (non-inferiority against each). Every run counts (`verdicts.compare`).

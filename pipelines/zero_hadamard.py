@@ -6,8 +6,8 @@
 # (2) ZerO is deterministic: same weights under any seed, bitwise-identical training runs;
 # (3) a ZerO ResNet trains on par with Kaiming (He) initialization (conv, and fully connected).
 # Library: `initrepro.init.zero` (`zero_hadamard_`, `zero_resnet_`, the `"zero"` ResNet init),
-# `initrepro.zero_degeneracy`, `initrepro.models.ensemble`, `initrepro.training`,
-# `initrepro.verdicts`.
+# `initrepro.studies.zero_degeneracy`, `initrepro.models.ensemble`, `initrepro.training`,
+# `initrepro.core.verdicts`.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -66,18 +66,18 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from initrepro.claims import Check, StageRecord
+from initrepro.core.claims import Check, StageRecord
 from initrepro.data import load_dataset
 from initrepro.init.zero import zero_hadamard_, zero_resnet_
 from initrepro.models.ensemble import Ensemble
 from initrepro.models.resnet import resnet
-from initrepro.plotting import subplots
-from initrepro.seeding import shift
+from initrepro.core.plotting import subplots
+from initrepro.core.seeding import shift
 from initrepro.training import TrainConfig, train
 from initrepro.layers import relu_grad_at_zero
-from initrepro.verdicts import compare, positive_control, seeds_needed
-from initrepro.zero_degeneracy import SCHEMES, init_widening_mlp_, update_ranks, widening_mlp
-from initrepro.zero_study import (branch_weight_names, fallback_lr, prunable_weight_names, pruned_accuracy,
+from initrepro.core.verdicts import compare, positive_control, seeds_needed
+from initrepro.studies.zero_degeneracy import SCHEMES, init_widening_mlp_, update_ranks, widening_mlp
+from initrepro.studies.zero import (branch_weight_names, fallback_lr, prunable_weight_names, pruned_accuracy,
                                   search_lrs, split, train_runs, update_stable_ranks)
 
 if threads:
@@ -213,7 +213,7 @@ record.claim(
 # Every arm picks its lr with `verdicts.select_lr` on a held-out part of the training set
 # (every lr x search seed, one vectorized pass), then every seed trains at that lr on the full
 # training set: ZerO's seeds vary the data order only, Kaiming's the weights too. All members
-# of one pass train in one `vmap`, each on its own data order (`initrepro.zero_study`).
+# of one pass train in one `vmap`, each on its own data order (`initrepro.studies.zero`).
 
 # %%
 ARMS = {"ZerO": "zero", "Kaiming": "he"}

@@ -41,15 +41,15 @@ paper_precision = ""
 # %%
 import torch
 
-from initrepro.claims import Check, StageRecord
+from initrepro.core.claims import Check, StageRecord
 from initrepro.data import load_dataset
 from initrepro.models.wrn import probe_init, wrn
-from initrepro.plotting import subplots
-from initrepro.seeding import shift
-from initrepro.stats import mean_ci
-from initrepro.symmetry_breakers import train_arms
+from initrepro.core.plotting import subplots
+from initrepro.core.seeding import shift
+from initrepro.core.stats import mean_ci
+from initrepro.studies.constnet import train_arms
 from initrepro.training import TrainConfig
-from initrepro.verdicts import compare, positive_control
+from initrepro.core.verdicts import compare, positive_control
 
 torch.set_num_threads(threads)
 seed, seeds = shift(seed, seed_set), shift(seeds, seed_set)

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from initrepro.claim_index import OUTPUT, claim_cells, our_modules, paper_claims, render
-from initrepro.claims import REPO_ROOT
+from initrepro.core.claim_index import OUTPUT, claim_cells, our_modules, paper_claims, render
+from initrepro.core.claims import REPO_ROOT
 
 ROW = re.compile(r"^\| `(?P<id>[^`]+)` \|(?P<rest>.*)\|$")
 CELL = re.compile(r"\[L(?P<line>\d+)\]\(\.\./pipelines/(?P<stage>\w+)\.py#L(?P=line)\)"
@@ -61,12 +61,12 @@ def test_every_claim_has_a_row_pointing_at_the_line_that_records_it():
 
 def test_committed_index_is_up_to_date():
     path = REPO_ROOT / OUTPUT
-    assert path.exists(), f"{OUTPUT} is missing: run `python -m initrepro.claim_index`"
-    assert path.read_text() == render(), f"{OUTPUT} is out of date: run `python -m initrepro.claim_index` (or `make report`)"
+    assert path.exists(), f"{OUTPUT} is missing: run `python -m initrepro.core.claim_index`"
+    assert path.read_text() == render(), f"{OUTPUT} is out of date: run `python -m initrepro.core.claim_index` (or `make report`)"
 
 
 SOURCE = '''
-from initrepro.claims import StageRecord
+from initrepro.core.claims import StageRecord
 record = StageRecord("demo", "smoke")
 record.claim("demo.literal", [])
 record.claim(
@@ -110,5 +110,5 @@ def test_claim_cells_of_literals_and_loops(cid, line, calls, loop):
 
 def test_our_modules_resolves_reexports_and_prefers_submodules():
     names = {"initrepro.init", "initrepro.init.identity_", "initrepro.models", "initrepro.models.mlp", "numpy",
-             "initrepro.claims", "initrepro.claims.Check"}
-    assert our_modules(names) == {"initrepro.init.identity", "initrepro.models.mlp", "initrepro.claims"}
+             "initrepro.core.claims", "initrepro.core.claims.Check"}
+    assert our_modules(names) == {"initrepro.init.identity", "initrepro.models.mlp", "initrepro.core.claims"}

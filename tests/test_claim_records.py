@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from initrepro.claims import REPO_ROOT, all_paper_claims, flat_metrics, load_record
-from initrepro.report import END, START, load_records, load_stability, render
+from initrepro.core.claims import REPO_ROOT, all_paper_claims, flat_metrics, load_record
+from initrepro.core.report import END, START, load_records, load_stability, render
 
 DVC = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
 CLAIM_STAGES = [s for s in DVC["stages"] if s != "report"]

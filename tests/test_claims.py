@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from initrepro.claims import Check, StageRecord, atomic_write_text, derive_verdict, load_record, validate_record
+from initrepro.core.claims import Check, StageRecord, atomic_write_text, derive_verdict, load_record, validate_record
 
 
 def test_check_passes_by_operator():
@@ -90,11 +90,11 @@ def test_write_adds_flat_metrics_per_claim(tmp_path):
 
 
 def test_repo_root_is_the_nearest_dvc_project(tmp_path):
-    from initrepro.claims import find_repo_root
+    from initrepro.core.claims import find_repo_root
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     assert find_repo_root(tmp_path / "a" / "b") == tmp_path.resolve()
-    import initrepro.claims
+    import initrepro.core.claims
 
-    assert find_repo_root("/") == __import__("pathlib").Path(initrepro.claims.__file__).resolve().parents[2]
+    assert find_repo_root("/") == __import__("pathlib").Path(initrepro.core.claims.__file__).resolve().parents[2]

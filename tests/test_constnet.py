@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from initrepro.data import TensorData
 from initrepro.init.constnet import channel_average_
 from initrepro.models.wrn import probe_init, wrn
-from initrepro.symmetry import (SymmetryTracker, conv_layers, distinct_rows, diversity,
+from initrepro.measures.symmetry import (SymmetryTracker, conv_layers, distinct_rows, diversity,
                                 mean_pairwise_correlation, relative_spread)
-from initrepro.symmetry_breakers import (BREAKERS, KERNELS, build_arm, channel_uniform_kernels,
+from initrepro.studies.constnet import (BREAKERS, KERNELS, build_arm, channel_uniform_kernels,
                                          first_asymmetric_step, kernel_set, onednn, permuted_weight_grad,
                                          probe_kernels, seconds_per_step, skip_reason, train_arm, train_arms,
                                          uniform_conv2d, uniform_convs_, uniform_im2col)
@@ -278,7 +278,7 @@ def test_channel_uniform_kernels_turn_onednn_off_and_restore():
 
 
 def test_constnet_arms_train_with_channel_uniform_kernels(monkeypatch):
-    import initrepro.symmetry_breakers as sb
+    import initrepro.studies.constnet as sb
 
     seen = []
     real_train = sb.train

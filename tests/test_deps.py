@@ -1,24 +1,24 @@
-"""dvc.yaml's deps are the files each stage really imports (initrepro.deps)."""
+"""dvc.yaml's deps are the files each stage really imports (initrepro.core.deps)."""
 
 import yaml
 
-from initrepro.claims import REPO_ROOT
-from initrepro.deps import computed, declared, differences, imported_names, module_closure, write
+from initrepro.core.claims import REPO_ROOT
+from initrepro.core.deps import computed, declared, differences, imported_names, module_closure, write
 
 DVC = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
 CLAIM_STAGES = [s for s in DVC["stages"] if s != "report"]
 
 
 def test_dvc_yaml_lists_exactly_the_computed_deps():
-    assert differences() == {}, "dvc.yaml deps differ from the imports: run `python -m initrepro.deps --write`"
+    assert differences() == {}, "dvc.yaml deps differ from the imports: run `python -m initrepro.core.deps --write`"
 
 
 def test_report_and_stability_are_no_deps_of_claim_stages():
     # editing report.py (or stability.py) leaves every claim stage up to date
     for stage in CLAIM_STAGES:
         deps = declared()[stage]
-        assert "src/initrepro/report.py" not in deps and "src/initrepro/stability.py" not in deps
-        assert f"pipelines/{stage}.py" in deps and "src/initrepro/pipeline.py" in deps
+        assert "src/initrepro/core/report.py" not in deps and "src/initrepro/core/stability.py" not in deps
+        assert f"pipelines/{stage}.py" in deps and "src/initrepro/core/pipeline.py" in deps
         assert "src/initrepro" not in deps  # no stage depends on the whole package
 
 
@@ -48,7 +48,7 @@ def test_write_rewrites_only_the_deps_blocks(tmp_path):
     for d in ("src", "pipelines", "papers"):
         shutil.copytree(REPO_ROOT / d, tmp_path / d, ignore=shutil.ignore_patterns("__pycache__"))
     text = (REPO_ROOT / "dvc.yaml").read_text()
-    broken = text.replace("      - src/initrepro/seeding.py\n", "", 1)
+    broken = text.replace("      - src/initrepro/core/seeding.py\n", "", 1)
     (tmp_path / "dvc.yaml").write_text(broken)
     assert differences(tmp_path)
     assert write(tmp_path)

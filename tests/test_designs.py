@@ -6,8 +6,8 @@ import json
 import pytest
 import yaml
 
-from initrepro.claims import REPO_ROOT, all_paper_claims
-from initrepro.designs import design_hash, design_state
+from initrepro.core.claims import REPO_ROOT, all_paper_claims
+from initrepro.core.designs import design_hash, design_state
 
 PROFILE = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["profile"]
 CLAIMS = all_paper_claims()
@@ -52,7 +52,7 @@ def test_record_was_made_under_the_registered_design(claim_id):
 
 
 def test_a_changed_conf_without_a_log_entry_is_caught(tmp_path, monkeypatch):
-    import initrepro.designs as designs
+    import initrepro.core.designs as designs
 
     cid = DECIDED[0]
     spec = CLAIMS[cid]

@@ -10,9 +10,9 @@ from initrepro.init.eoi import (eoi_, eoi_matrices, eoi_reference, eoi_stack, mi
                                 orthogonality_error, sparse_delta_orthogonal_)
 from initrepro.init.sparse import (SCHEMES, approximate_isometry_stack, erk_densities, masked_gaussian_stack,
                                    orthogonal_stack, sparse_init_, uniform_masks)
-from initrepro.isometry import jacobian_singular_values
+from initrepro.measures.isometry import jacobian_singular_values
 from initrepro.models.deep_tanh import DeepTanhCNN, DeepTanhMLP
-from initrepro.sparse_training import StaticMasks, init_static_sparse
+from initrepro.studies.eoi import StaticMasks, init_static_sparse
 from initrepro.training import TrainConfig, train
 
 TOL = {torch.float32: 1e-6, torch.float64: 1e-12}
@@ -289,7 +289,7 @@ def test_paper_profile_one_step(kind):
 
 
 def test_sparse_net_is_a_function_of_the_seed():
-    from initrepro.sparse_training import sparse_net
+    from initrepro.studies.eoi import sparse_net
 
     build = lambda: DeepTanhMLP(12, 3, depth=5, width=16)  # noqa: E731
     (a, ma), (b, _), (c, _) = (sparse_net(build, "eoi", 0.25, s, gain=1.1) for s in (3, 3, 4))
@@ -303,7 +303,7 @@ def test_sparse_net_is_a_function_of_the_seed():
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_stacked_sparse_nets_train_exactly_as_alone(kind):
-    from initrepro.sparse_training import sparse_ensemble, sparse_net
+    from initrepro.studies.eoi import sparse_ensemble, sparse_net
 
     build = ((lambda: DeepTanhMLP(64, 4, depth=5, width=16)) if kind == "mlp"
              else (lambda: DeepTanhCNN((1, 8, 8), 4, depth=5, channels=16)))
@@ -325,7 +325,7 @@ def test_stacked_sparse_nets_train_exactly_as_alone(kind):
 
 def test_ensemble_masks_reject_mismatched_masks():
     from initrepro.models.ensemble import Ensemble
-    from initrepro.sparse_training import EnsembleMasks
+    from initrepro.studies.eoi import EnsembleMasks
 
     ens = Ensemble([DeepTanhMLP(4, 2, depth=3, width=4) for _ in range(2)])
     with pytest.raises(ValueError, match="one entry per member"):
@@ -335,7 +335,7 @@ def test_ensemble_masks_reject_mismatched_masks():
 
 
 def test_log_spread_is_zero_for_an_isometry_and_grows_with_collapse():
-    from initrepro.sparse_training import log_spread
+    from initrepro.studies.eoi import log_spread
 
     assert log_spread([0.3] * 10) == pytest.approx(0.0, abs=1e-12)
     assert log_spread([1.0, math.e]) == pytest.approx(0.5)
@@ -347,7 +347,7 @@ def test_log_spread_is_zero_for_an_isometry_and_grows_with_collapse():
 def test_jacobian_spread_tells_eoi_from_sparse_gaussian_at_depth():
     """The registered measure can tell the arms apart: at depth 200 the sparse Gaussian net's
     ln-spectrum is several nats wider than EOI's, EOI's within ln 2 of the dense orthogonal net's."""
-    from initrepro.sparse_training import log_spread, sparse_net
+    from initrepro.studies.eoi import log_spread, sparse_net
 
     torch.set_flush_denormal(True)
     build = lambda: DeepTanhMLP(16, 10, depth=200, width=64)  # noqa: E731
@@ -369,7 +369,7 @@ def test_eoi_at_its_lowest_density_is_the_identity_so_a_narrow_cnn_does_not_mix_
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_batched_jacobian_matches_jacrev(kind):
-    from initrepro.sparse_training import jacobian_singular_values_batched, sparse_net
+    from initrepro.studies.eoi import jacobian_singular_values_batched, sparse_net
 
     build = ((lambda: DeepTanhMLP(64, 10, depth=30, width=32)) if kind == "mlp"
              else (lambda: DeepTanhCNN((1, 8, 8), 10, depth=8, channels=16)))

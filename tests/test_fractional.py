@@ -6,7 +6,7 @@ import torch
 
 from initrepro.init import fractional_moment_normal_
 from initrepro.init.dense import reinit_linear_
-from initrepro.lognorm import (gaussianity_z, ks_z, log_norm_ratios, moment_z, rotational_log_norms,
+from initrepro.studies.fractional import (gaussianity_z, ks_z, log_norm_ratios, moment_z, rotational_log_norms,
                                rotational_log_ratios, standardized_lognorm)
 from initrepro.models import mlp
 from initrepro.theory.fractional import he_sigma, lognorm_limit, sigma_s, sigma_s_closed_form
@@ -112,7 +112,7 @@ def test_ks_two_sample_detects_a_wrong_scale():
 
 
 def test_rotational_log_norms_are_the_sums_seeded_and_chunk_independent(monkeypatch):
-    import initrepro.lognorm as lognorm
+    import initrepro.studies.fractional as lognorm
 
     args = (300, 8, 40, sigma_s(8, 1.0, "linear"), "linear")
     sums = rotational_log_norms(*args, generator=torch.Generator().manual_seed(5))
@@ -181,7 +181,7 @@ def test_paper_profile_model_takes_one_step_on_mnist_shaped_input():
 # --- the sampler validation (issue 13 item 8) ------------------------------------------------
 
 def test_matrix_path_is_thread_and_chunk_independent(monkeypatch):
-    import initrepro.lognorm as lognorm
+    import initrepro.studies.fractional as lognorm
 
     args = (40, 8, 6, sigma_s(8, 1.0), "relu")
     ref = log_norm_ratios(*args, generator=torch.Generator().manual_seed(7))
@@ -198,7 +198,7 @@ def test_matrix_path_is_thread_and_chunk_independent(monkeypatch):
 
 
 def test_moment_difference_z_is_calibrated_and_sees_a_small_scale_error():
-    from initrepro.lognorm import moment_difference_z
+    from initrepro.studies.fractional import moment_difference_z
 
     gen = torch.Generator().manual_seed(8)
     d, sigma, s = 16, sigma_s(16, 0.5, "leaky_relu", 0.01), 0.5
@@ -213,7 +213,7 @@ def test_moment_difference_z_is_calibrated_and_sees_a_small_scale_error():
 
 
 def test_variance_difference_z_sees_dependence_between_layers():
-    from initrepro.lognorm import variance_difference_z
+    from initrepro.studies.fractional import variance_difference_z
 
     rng = np.random.default_rng(9)
     x, y = rng.standard_normal((20000, 20)), rng.standard_normal((20000, 20))
@@ -225,8 +225,8 @@ def test_variance_difference_z_sees_dependence_between_layers():
 def test_pooled_power_matches_a_simulation_and_sizes_the_smoke_validation():
     import yaml
 
-    from initrepro.lognorm import pooled_power, samples_for_power
-    from initrepro.verdicts import pooled_critical_value
+    from initrepro.studies.fractional import pooled_power, samples_for_power
+    from initrepro.core.verdicts import pooled_critical_value
 
     crit = pooled_critical_value(0.001, 7)
     # simulation of the pooled test: two stages, each a two-sample z with n_a, n_b per stage
@@ -239,7 +239,7 @@ def test_pooled_power_matches_a_simulation_and_sizes_the_smoke_validation():
     n = samples_for_power(effect, crit, ratio)
     assert pooled_power(effect, n, ratio * n, crit) >= 0.8 > pooled_power(effect, n - 1, ratio * (n - 1), crit)
     # the registered smoke conf reaches 80% power against the bias of the earlier matrix-path failure
-    from initrepro.designs import conf_path
+    from initrepro.core.designs import conf_path
 
     conf = yaml.safe_load(conf_path("fractional_lognorm", "smoke").read_text())
     bias = conf["failed_bias"]["z"] / math.sqrt(conf["failed_bias"]["samples"])
@@ -253,7 +253,7 @@ def test_pooled_power_matches_a_simulation_and_sizes_the_smoke_validation():
 def test_scores_are_one_sided_and_calibrated_under_the_null():
     from scipy import stats
 
-    from initrepro.lognorm import two_sided_score
+    from initrepro.studies.fractional import two_sided_score
 
     rng = np.random.default_rng(5)
     z = rng.standard_normal(20000)

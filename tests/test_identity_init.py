@@ -196,7 +196,7 @@ def test_contribution_maps_at_identity_init():
 
 def test_train_seed_returns_paired_results_per_scheme():
     from initrepro.data import TensorData
-    from initrepro.layerwise import train_seed
+    from initrepro.studies.kubota import train_seed
     from initrepro.training import TrainConfig
 
     gen = torch.Generator().manual_seed(0)
@@ -232,7 +232,7 @@ def _toy_runs(steps=30, lr=3e-3):
 
 
 def test_image_drift_separates_identity_from_a_random_init():
-    from initrepro.layerwise import image_drift
+    from initrepro.studies.kubota import image_drift
 
     nets, x = _toy_runs(steps=0)
     at_init = {s: image_drift(net, x) for s, net in nets.items()}
@@ -249,7 +249,7 @@ def test_image_drift_separates_identity_from_a_random_init():
 
 def test_image_drift_fails_when_the_identity_net_is_moved_far():
     # the check can fail: an identity net whose image block was moved by a large step drifts past 0.5
-    from initrepro.layerwise import image_drift
+    from initrepro.studies.kubota import image_drift
 
     net = init_class_unit_mlp_(ClassUnitMLP(16, 3, depth=6), "identity")
     gen = torch.Generator().manual_seed(2)
@@ -260,7 +260,7 @@ def test_image_drift_fails_when_the_identity_net_is_moved_far():
 
 
 def test_layer_trend_tells_a_rising_curve_from_one_flat_after_a_few_layers():
-    from initrepro.layerwise import layer_trend
+    from initrepro.studies.kubota import layer_trend
 
     rng = np.random.default_rng(0)
     layers = np.arange(1, 101)
@@ -279,7 +279,7 @@ def test_layer_trend_on_trained_toy_nets():
     # identity: the class units of layer l carry the sum of l layers' contributions, so the
     # per-layer accuracy orders by depth; the statistic is computed per net, in [-1, 1]
     from initrepro.data import TensorData
-    from initrepro.layerwise import layer_trend
+    from initrepro.studies.kubota import layer_trend
 
     nets, x = _toy_runs(steps=30)
     data = TensorData(x, x.flatten(1)[:, :3].argmax(1), 3, "toy")

@@ -12,7 +12,7 @@ from initrepro.init.idinit import (channel_identity_, conv_matrix_view, from_con
 from initrepro.models.ensemble import Ensemble
 from initrepro.models.resnet import INITIALIZERS, resnet
 from initrepro.studies.idinit import RANK_FILLS, rank_mlp, singular_tail
-from initrepro.training_dynamics import (deep_linear_descent, live_coordinates, standardize_live, train_members,
+from initrepro.studies.idinit_dynamics import (deep_linear_descent, live_coordinates, standardize_live, train_members,
                                         unchanged_fraction, update_rank)
 
 DTYPES = [torch.float32, torch.float64]
@@ -215,7 +215,7 @@ def test_deep_linear_gd_stalls_and_momentum_converges():
 
 
 def test_paper_profile_resnet56_takes_one_step_on_random_cifar_tensors():
-    from initrepro.pipeline import load_conf
+    from initrepro.core.pipeline import load_conf
     from initrepro.training import TrainConfig, make_optimizer
 
     conf = load_conf("idinit", "paper")
@@ -301,7 +301,7 @@ def test_train_members_isolates_a_diverging_member():
 def test_accuracy_arms_train_fixup_scalars_only_and_give_zero_its_relu():
     from initrepro.layers import relu_grad_at_zero
     from initrepro.studies.idinit import accuracy_arms, build, is_scalar, run_arms
-    from initrepro.training_dynamics import train_members as tm
+    from initrepro.studies.idinit_dynamics import train_members as tm
 
     arms = accuracy_arms()
     assert set(arms) == {"IDInit", "Fixup", "ZerO", "Kaiming", "Kaiming + BN"}

@@ -2,8 +2,8 @@
 
 import pytest
 
-from initrepro.claims import all_paper_claims, load_record
-from initrepro.pipeline import PIPELINES_DIR, load_conf, main, profiles, run_stage, stages
+from initrepro.core.claims import all_paper_claims, load_record
+from initrepro.core.pipeline import PIPELINES_DIR, load_conf, main, profiles, run_stage, stages
 
 
 def test_unknown_profile_lists_known_ones():
@@ -79,7 +79,7 @@ sleep = 0
 # %%
 import json, time
 from pathlib import Path
-from initrepro.plotting import save_figure, subplots
+from initrepro.core.plotting import save_figure, subplots
 root = Path(output_root)
 fig, ax = subplots()
 ax.plot([1, 2, 3])
@@ -96,7 +96,7 @@ if fail:
 @pytest.fixture
 def fake_repo(tmp_path, monkeypatch):
     """A project with one stage ``fake`` (profiles ok, bad, slow, gpu) and committed outputs."""
-    import initrepro.pipeline
+    import initrepro.core.pipeline
 
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     conf = tmp_path / "pipelines" / "conf" / "fake"
@@ -110,7 +110,7 @@ def fake_repo(tmp_path, monkeypatch):
     for path, text in {"figures/fake/old.png": "old figure", "results/fake/claims.json": "old record"}.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(text)
-    monkeypatch.setattr(initrepro.pipeline, "PIPELINES_DIR", tmp_path / "pipelines")
+    monkeypatch.setattr(initrepro.core.pipeline, "PIPELINES_DIR", tmp_path / "pipelines")
     return tmp_path
 
 
@@ -173,7 +173,7 @@ def test_interrupted_stage_leaves_the_outputs(fake_repo, signum):
 
     before = _outputs(fake_repo)
     # The subprocess finds the fake project from its working directory (the nearest dvc.yaml).
-    proc = subprocess.Popen([sys.executable, "-m", "initrepro.pipeline", "fake", "--profile", "slow"],
+    proc = subprocess.Popen([sys.executable, "-m", "initrepro.core.pipeline", "fake", "--profile", "slow"],
                             cwd=fake_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not list((fake_repo / ".stage-tmp").glob("*/results/fake/partial.json")) and time.time() < deadline:

@@ -7,11 +7,11 @@ from torch.func import jacrev
 
 from initrepro.data import TensorData
 from initrepro.init import init_relu_mlp_, parameter_sharing_, shared_blocks
-from initrepro.isometry import jacobian_singular_values
+from initrepro.measures.isometry import jacobian_singular_values
 from initrepro.models import mlp
 from initrepro.models.ensemble import Ensemble
-from initrepro.pipeline import load_conf
-from initrepro.relu_spectra import active_units, isometry_fraction, numerical_rank
+from initrepro.core.pipeline import load_conf
+from initrepro.studies.relu_isometry import active_units, isometry_fraction, numerical_rank
 from initrepro.theory.relu_signal import (layer_cdf, mean_field_q, sample_chain, sample_networks,
                                           signal_monte_carlo)
 from initrepro.training import TrainConfig, train

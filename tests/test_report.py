@@ -1,7 +1,7 @@
 import pytest
 
-from initrepro.claims import Check, StageRecord
-from initrepro.report import END, START, load_records, main, render, short_statement
+from initrepro.core.claims import Check, StageRecord
+from initrepro.core.report import END, START, load_records, main, render, short_statement
 
 
 def _write_records(root):
@@ -47,16 +47,16 @@ def test_report_refuses_readme_without_markers(tmp_path):
 
 
 def test_table_links_notebooks_and_shows_design_changes_and_paper_precision(tmp_path, monkeypatch):
-    import initrepro.claims
+    import initrepro.core.claims
 
     _write_records(tmp_path)
     records = load_records(tmp_path)
     records[0]["claims"][0]["design"] = {"post_hoc_changes": 2}
-    papers = initrepro.claims.all_paper_claims()
+    papers = initrepro.core.claims.all_paper_claims()
     spec = papers["fractional.fewer_small_outputs"]
     papers["fractional.fewer_small_outputs"] = {**spec, "design": {"tiny": {
         "paper_precision": "Fig. 3: 1 point | smoke margin 5 points, looser", "keys": [], "registered": {}}}}
-    monkeypatch.setattr(initrepro.claims, "all_paper_claims", lambda: papers)
+    monkeypatch.setattr(initrepro.core.claims, "all_paper_claims", lambda: papers)
     text = render(records, full=False)
     assert "[fractional_lognorm](reports/notebooks/fractional_lognorm.html) (tiny)" in text
     assert f"| [2](papers/{spec['paper']}.yaml) |" in text

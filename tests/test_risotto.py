@@ -8,7 +8,7 @@ import torch
 from initrepro.data import TensorData
 from initrepro.init.looks_linear import delta_, looks_linear_
 from initrepro.init.risotto import risotto_
-from initrepro.isometry import jacobian_singular_values
+from initrepro.measures.isometry import jacobian_singular_values
 from initrepro.models.resnet import INITIALIZERS, branch_skip_ratios, resnet
 from initrepro.training import TrainConfig, train
 
@@ -271,7 +271,7 @@ def test_ensemble_batch_norm_needs_running_stats():
 
 
 def test_diverged_member_is_isolated(small_digits):
-    from initrepro.arms import train_arms
+    from initrepro.studies.risotto import train_arms
 
     def build(arm, s):
         net = resnet("conv", (1, 8, 8), 10, widths=8, blocks=1, block_type="C", init=arm, seed=s)
@@ -291,7 +291,7 @@ def test_diverged_member_is_isolated(small_digits):
 def test_select_lr_gives_risotto_its_best_stable_lr():
     """Issue 12: the old rule forced RISOTTO to lr 0.001 (search seeds 0.25, 0.21) although
     0.003 scored 0.80, 0.76 and was stable; the one rule for every arm picks 0.003."""
-    from initrepro.verdicts import select_lr
+    from initrepro.core.verdicts import select_lr
 
     lrs = [0.001, 0.003, 0.01, 0.03]
     scores = [[0.25, 0.21, 0.23], [0.80, 0.76, 0.78], [0.5, 0.1, 0.6], [0.08, 0.96, 0.5]]
@@ -306,7 +306,7 @@ def test_select_lr_gives_risotto_its_best_stable_lr():
 
 
 def test_train_arms_trains_scalars_at_a_fraction_of_the_lr(small_digits):
-    from initrepro.arms import SCALAR_NAMES, param_groups
+    from initrepro.studies.risotto import SCALAR_NAMES, param_groups
     from initrepro.models.ensemble import Ensemble
 
     nets = [resnet("conv", (1, 8, 8), 10, widths=8, blocks=1, block_type="C", init="fixup", seed=s) for s in (0, 1)]
@@ -327,7 +327,7 @@ def test_train_arms_trains_scalars_at_a_fraction_of_the_lr(small_digits):
     for n, d in steps[1.0].items():
         ratio = 0.1 if n.split(".")[-1] in SCALAR_NAMES else 1.0
         assert torch.allclose(steps[0.1][n], ratio * d, atol=1e-7), n
-    from initrepro.arms import train_arms
+    from initrepro.studies.risotto import train_arms
 
     with pytest.raises(ValueError, match="scalar_lr_factor"):
         train_arms(lambda a, s: nets[s], ["fixup"], [0], *small_digits, cfg, scalar_lr_factor=0.0)
@@ -336,7 +336,7 @@ def test_train_arms_trains_scalars_at_a_fraction_of_the_lr(small_digits):
 def test_train_arms_isolates_a_member_with_huge_logits(small_digits):
     """Logits of 1e30 are finite but overflow the float32 loss: the member counts as diverged and
     the other members go on training."""
-    from initrepro.arms import train_arms
+    from initrepro.studies.risotto import train_arms
 
     def build(arm, s):
         net = resnet("conv", (1, 8, 8), 10, widths=8, blocks=1, block_type="C", init=arm, seed=s)

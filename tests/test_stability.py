@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from initrepro.claims import Check, StageRecord
-from initrepro.stability import collect, held, main, report
+from initrepro.core.claims import Check, StageRecord
+from initrepro.core.stability import collect, held, main, report
 
 
 def _write(root, seed_set, z=2.0, profile="smoke"):

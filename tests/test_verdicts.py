@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from initrepro.claims import Check, StageRecord, derive_verdict, environment
-from initrepro.designs import design_hash
-from initrepro.seeding import STRIDE, shift
-from initrepro.verdicts import (FAMILY_ALPHA, MIN_PAIRS, alternating_timings, binomial_sd, collapsed, compare,
+from initrepro.core.claims import Check, StageRecord, derive_verdict, environment
+from initrepro.core.designs import design_hash
+from initrepro.core.seeding import STRIDE, shift
+from initrepro.core.verdicts import (FAMILY_ALPHA, MIN_PAIRS, alternating_timings, binomial_sd, collapsed, compare,
                                 pooled_critical_value, pooled_failures, positive_control, seeds_needed, select_lr,
                                 speedup, two_stage)
 

@@ -8,7 +8,7 @@ import torch
 
 from initrepro.init.zero import hadamard, zero_hadamard_, zero_matrix, zero_resnet_
 from initrepro.models.resnet import INITIALIZERS, resnet
-from initrepro.zero_degeneracy import init_widening_mlp_, update_ranks, widening_mlp
+from initrepro.studies.zero_degeneracy import init_widening_mlp_, update_ranks, widening_mlp
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -172,7 +172,7 @@ def test_widening_mlp_bad_inputs():
 
 from initrepro.data import TensorData  # noqa: E402
 from initrepro.layers import ReLUGradAtZero, relu_grad_at_zero  # noqa: E402
-from initrepro.zero_study import (  # noqa: E402
+from initrepro.studies.zero import (  # noqa: E402
     MemberEnsemble, branch_weight_names, fallback_lr, lr_factor, magnitude_prune_, member_accuracy,
     prunable_weight_names, pruned_accuracy, search_lrs, split, stable_rank, train_members, train_runs,
     update_stable_ranks)

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from initrepro.claims import REPO_ROOT
+from initrepro.core.claims import REPO_ROOT
 
 DATA_DIR = REPO_ROOT / "data"
 

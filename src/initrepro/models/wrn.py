@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from initrepro.init.constnet import channel_average_
-from initrepro.symmetry import distinct_rows
+from initrepro.measures.symmetry import distinct_rows
 
 
 class PreActBlock(nn.Module):

@@ -1,6 +1,6 @@
 """Experiment helpers of the IDInit stage (Pan et al. 2025): the arms of the accuracy
 comparison, the Table 4 ablation nets and the rank probe, each vectorized over arms, learning
-rates and seeds with :func:`initrepro.training_dynamics.train_members`.
+rates and seeds with :func:`initrepro.studies.idinit_dynamics.train_members`.
 
     >>> arms = accuracy_arms()
     >>> scores = run_arms(arms, lrs={a: [0.01] for a in arms}, seeds=[0, 1, 2], ...)
@@ -19,7 +19,7 @@ from initrepro.init.idinit import channel_identity_, idinit_
 from initrepro.init.zero import zero_hadamard_
 from initrepro.layers import relu_grad_at_zero
 from initrepro.models.resnet import resnet
-from initrepro.training_dynamics import train_members
+from initrepro.studies.idinit_dynamics import train_members
 
 #: Fixup's scalar parameters in ``initrepro.models.resnet`` (biases before every layer and the
 #: branch multiplier); schemes other than Fixup have none, so they stay frozen at 0 and 1

@@ -103,7 +103,7 @@ def sample_networks(num: int, width: int, depth: int, sw2: float, sb2: float, q0
 def ks_z(pvalue: float) -> float:
     """A test's p-value as a score that is N(0, 1) when the test's null holds (p uniform) and
     large when it fails: ``norm.isf(p)``, for the one-sided pooled family of
-    :func:`initrepro.verdicts.two_stage` (never a folded ``|z|``, whose pooled tail is twice
+    :func:`initrepro.core.verdicts.two_stage` (never a folded ``|z|``, whose pooled tail is twice
     too heavy)."""
     return float(stats.norm.isf(max(pvalue, 1e-300)))
 

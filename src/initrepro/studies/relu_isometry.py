@@ -3,7 +3,7 @@
 At an input ``x`` the Jacobian of a plain ReLU MLP is ``W_L D_{L-1} W_{L-1} ... D_1 W_1`` with
 0/1 masks ``D_l``, so ``rank J <= min_l K_l``, the fewest active units of any layer (about
 half the width under any symmetric weight law). The singular values come from
-:func:`initrepro.isometry.jacobian_singular_values`.
+:func:`initrepro.measures.isometry.jacobian_singular_values`.
 
     >>> s = jacobian_singular_values(net, x)
     >>> numerical_rank(s) <= min(active_units(net, x))

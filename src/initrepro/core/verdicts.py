@@ -1,7 +1,7 @@
 """The verdict rules every stage applies (DESIGN.md, "Claim records").
 
 Each rule turns measurements into :class:`Evidence`: the checks that decide a verdict (see
-:func:`initrepro.claims.derive_verdict`), a one-sentence summary made from the numbers, and
+:func:`initrepro.core.claims.derive_verdict`), a one-sentence summary made from the numbers, and
 the numbers themselves. A stage passes evidence to ``StageRecord.claim`` next to plain checks.
 The rules treat every arm alike and never drop a run.
 
@@ -39,7 +39,7 @@ import numpy as np
 from scipy import integrate, optimize, stats
 from statsmodels.stats.power import TTestPower
 
-from initrepro.claims import Check, format_value
+from initrepro.core.claims import Check, format_value
 
 #: a run whose accuracy is at most chance + this is collapsed (it learned nothing usable)
 COLLAPSE_TOLERANCE = 0.05

@@ -213,7 +213,7 @@ def search_lrs(make_net, arms: Sequence[str], lrs: Sequence[float], search_seeds
     """``verdicts.select_lr`` for every arm: one pass trains every arm x lr x search seed on
     ``search_train`` and scores it on ``search_val``; a best lr at an end of the grid is
     extended (one more pass of that arm's search seeds per extension). Returns arm -> LrChoice."""
-    from initrepro.verdicts import select_lr
+    from initrepro.core.verdicts import select_lr
 
     runs = [(a, lr, s) for a in arms for lr in lrs for s in search_seeds]
     acc, *_ = train_runs(make_net, runs, search_train, search_val, running_stats=running_stats, **cfg)

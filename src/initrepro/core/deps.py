@@ -1,14 +1,14 @@
 """The files each DVC stage really depends on, computed from the imports.
 
-    python -m initrepro.deps            # print each stage's deps and whether dvc.yaml lists them
-    python -m initrepro.deps --check    # exit 1 unless dvc.yaml lists exactly these deps
-    python -m initrepro.deps --write    # rewrite the deps lists of dvc.yaml
+    python -m initrepro.core.deps            # print each stage's deps and whether dvc.yaml lists them
+    python -m initrepro.core.deps --check    # exit 1 unless dvc.yaml lists exactly these deps
+    python -m initrepro.core.deps --write    # rewrite the deps lists of dvc.yaml
 
 A claim stage depends on its notebook ``pipelines/<stage>.py``, its paper YAML(s) (the papers
 whose claims name the stage) and every module of ``initrepro`` that the notebook or the stage
-runner (``initrepro.pipeline``) imports, transitively: imports inside functions count, and so
+runner (``initrepro.core.pipeline``) imports, transitively: imports inside functions count, and so
 do the packages' ``__init__.py``. Its conf file is a DVC param, not a dep. The report stage
-depends on the modules ``initrepro.report`` imports, the records and the paper YAMLs. So an
+depends on the modules ``initrepro.core.report`` imports, the records and the paper YAMLs. So an
 edit of ``report.py`` reruns only the report, and an edit of one paper's study module only
 the stages that import it.
 """
@@ -22,12 +22,12 @@ from pathlib import Path
 
 import yaml
 
-from initrepro.claims import REPO_ROOT
+from initrepro.core.claims import REPO_ROOT
 
 PACKAGE = "initrepro"
 #: the stage runner: ``cmd`` of every claim stage
-RUNNER = f"{PACKAGE}.pipeline"
-REPORT = f"{PACKAGE}.report"
+RUNNER = f"{PACKAGE}.core.pipeline"
+REPORT = f"{PACKAGE}.core.report"
 
 
 def package_dir(root: Path = REPO_ROOT) -> Path:
@@ -167,7 +167,7 @@ def write(root: Path = REPO_ROOT) -> bool:
             raise ValueError(f"dvc.yaml: stage {stage!r} has no block list under '    deps:'")
         new = pattern.sub(lambda m: m.group(1) + "".join(f"      - {d}\n" for d in deps), new, count=1)
     if new != text:
-        from initrepro.claims import atomic_write_text
+        from initrepro.core.claims import atomic_write_text
 
         atomic_write_text(path, new)
     return new != text
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     for stage, d in diff.items():
         print(f"{stage}: dvc.yaml lacks {d['missing']}, lists in excess {d['extra']}", file=sys.stderr)
     if diff:
-        print("run `python -m initrepro.deps --write`", file=sys.stderr)
+        print("run `python -m initrepro.core.deps --write`", file=sys.stderr)
     return 1 if diff else 0
 
 

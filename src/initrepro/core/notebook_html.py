@@ -1,6 +1,6 @@
 """An executed notebook as one self-contained HTML page (inline figures), for reviewers.
 
-    python -m initrepro.notebook_html executed/zero_init.ipynb reports/notebooks/zero_init.html
+    python -m initrepro.core.notebook_html executed/zero_init.ipynb reports/notebooks/zero_init.html
 
 A small exporter (markdown-it and pygments, both already installed with jupytext and
 IPython) instead of nbconvert, which this environment does not ship.

@@ -163,7 +163,7 @@ class StageRecord:
 
     def figure(self, fig, name: str) -> str:
         """Save ``fig`` as ``figures/<stage>/<name>`` and return that repo-relative path."""
-        from initrepro.plotting import save_figure
+        from initrepro.core.plotting import save_figure
 
         rel = Path("figures") / self.stage / name
         save_figure(fig, self.output_root / rel)
@@ -173,7 +173,7 @@ class StageRecord:
               reason: str = "", skip_reason: str | None = None, measured: dict | None = None) -> dict:
         """Add a claim; its statement and paper come from ``papers/*.yaml``; returns the entry.
 
-        ``checks`` holds :class:`Check` objects and :class:`initrepro.verdicts.Evidence`. The
+        ``checks`` holds :class:`Check` objects and :class:`initrepro.core.verdicts.Evidence`. The
         recorded reason is derived: the checks that decided the verdict, the evidence
         summaries, then ``reason`` (context that the stage words from its own numbers).
         """
@@ -206,7 +206,7 @@ class StageRecord:
             "figures": [str(f) for f in figures],
             "checks": [c.to_dict() for c in checks],
         }
-        from initrepro.designs import design_state, log_anchor
+        from initrepro.core.designs import design_state, log_anchor
 
         state = design_state(claim_id, self.profile, known)
         if state is not None:

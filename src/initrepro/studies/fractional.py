@@ -204,7 +204,7 @@ def variance_difference_z(x, y) -> float:
 
 
 def pooled_power(effect: float, n_a: float, n_b: float, critical_z: float) -> float:
-    """Power of the pooled two-sample z test of :func:`initrepro.verdicts.two_stage` (two stages
+    """Power of the pooled two-sample z test of :func:`initrepro.core.verdicts.two_stage` (two stages
     pooled, so ``n_a`` and ``n_b`` are the totals over both stages) to detect a difference of
     ``effect`` standard deviations of one sample: P(|Z + ncp| > critical_z) with
     ncp = effect / sqrt(1/n_a + 1/n_b)."""

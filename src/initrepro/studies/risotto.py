@@ -4,7 +4,7 @@ A comparison of schemes trains every arm with every seed under the same configur
 they all become members of one :class:`initrepro.models.ensemble.Ensemble` and go through
 :func:`initrepro.training.train` once (same data order for every member, so arms are paired by
 seed). A member that diverges is isolated (it stops, the others go on) and its final accuracy
-is NaN, which :func:`initrepro.verdicts.collapsed` counts as collapsed. A member whose logits
+is NaN, which :func:`initrepro.core.verdicts.collapsed` counts as collapsed. A member whose logits
 pass ``logit_limit`` in magnitude counts as diverged too: its cross-entropy would overflow
 float32 and end the run of every member.
 

@@ -18,7 +18,7 @@ later change of them needs a ``design_log`` entry with the new hash and the resu
 seen before the change (``seen``; empty only for a change made before any result of the
 claim was seen). Changes made before registration, recovered from the git history, are
 logged too, with ``hash: null`` and the ``commit`` that made them: they count as changes that
-followed a seen result, but the registered hash stays the one to match. ``python -m initrepro.designs`` lists every claim's state; a test fails on
+followed a seen result, but the registered hash stays the one to match. ``python -m initrepro.core.designs`` lists every claim's state; a test fails on
 any conf that differs from its registered (or last logged) hash.
 """
 
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from initrepro.claims import PAPERS_DIR, REPO_ROOT, all_paper_claims
+from initrepro.core.claims import PAPERS_DIR, REPO_ROOT, all_paper_claims
 
 CONF_DIR = REPO_ROOT / "pipelines" / "conf"
 

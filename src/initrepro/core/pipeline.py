@@ -1,6 +1,6 @@
 """Run one stage notebook: check every parameter first, run it, keep its outputs only on success.
 
-    python -m initrepro.pipeline fractional_lognorm --profile smoke --seed-set 0
+    python -m initrepro.core.pipeline fractional_lognorm --profile smoke --seed-set 0
 
 1. Every parameter is checked before any heavy work: the stage, the profile (a conf file
    ``pipelines/conf/<stage>/<profile>.yaml``), the seed set (an integer >= 0), the datasets
@@ -9,7 +9,7 @@
    adds the traceback).
 2. The notebook runs with papermill into a temporary folder ``<output root>/.stage-tmp/``. It
    gets its conf file's values as papermill parameters, plus ``profile``, ``seed_set`` (see
-   :mod:`initrepro.seeding`) and ``output_root`` (that temporary folder).
+   :mod:`initrepro.core.seeding`) and ``output_root`` (that temporary folder).
 3. Only when it succeeds are its files moved into place, one ``os.replace`` per file:
    ``figures/<stage>/`` (figures it no longer draws are then removed), ``results/<stage>/``
    (the claim record last), ``executed/<stage>.ipynb`` and its HTML export
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from initrepro.claims import REPO_ROOT
+from initrepro.core.claims import REPO_ROOT
 
 PIPELINES_DIR = REPO_ROOT / "pipelines"
 TMP_DIR = ".stage-tmp"
@@ -67,7 +67,7 @@ def load_conf(stage: str, profile: str) -> dict:
 
 
 def check_seed_set(seed_set) -> int:
-    """``seed_set`` as an int; any integer >= 0 is a seed set (see :mod:`initrepro.seeding`)."""
+    """``seed_set`` as an int; any integer >= 0 is a seed set (see :mod:`initrepro.core.seeding`)."""
     try:
         value = int(str(seed_set).strip())
     except ValueError:
@@ -227,8 +227,8 @@ def run_stage(stage: str, profile: str = "smoke", output_root: str | os.PathLike
             os.replace(run_nb, executed)
             executed.with_name(f"{stage}.failed.ipynb").unlink(missing_ok=True)
         if html:
-            from initrepro.claims import atomic_write_text
-            from initrepro.notebook_html import notebook_to_html
+            from initrepro.core.claims import atomic_write_text
+            from initrepro.core.notebook_html import notebook_to_html
 
             source = executed if figures else run_nb
             atomic_write_text(root / "reports" / "notebooks" / f"{stage}.html",

@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 from initrepro.data import TensorData, load_dataset
 from initrepro.models.wrn import wrn
-from initrepro.symmetry import SymmetryTracker, conv_layers, distinct_rows
+from initrepro.measures.symmetry import SymmetryTracker, conv_layers, distinct_rows
 from initrepro.training import History, Hook, TrainConfig, train
 
 REDUCTION_BLOCKS = 32  # partial sums per weight-gradient reduction in the reduction_order emulation
@@ -438,7 +438,7 @@ def probe_kernels(envs: dict[str, dict[str, str]], *, dataset: str, seed: int, s
         raise ValueError(f"steps must be >= 1, got {steps}")
     args = json.dumps(dict(dataset=dataset, seed=seed, steps=steps, depth=depth, widen_factor=widen_factor,
                            batch_size=batch_size, lr=lr, kernels=list(kernels)))
-    code = "import json, sys; from initrepro.symmetry_breakers import _kernel_probe_main as m; " \
+    code = "import json, sys; from initrepro.studies.constnet import _kernel_probe_main as m; " \
            "print(json.dumps(m(json.loads(sys.argv[1]))))"
     results, names = {}, list(envs)
     for start in range(0, len(names), 2):

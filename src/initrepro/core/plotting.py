@@ -19,7 +19,7 @@ PNG_METADATA = {"Software": None}
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Save ``fig`` as a PNG at ``path`` (atomically); inside a notebook kernel, also show
     that same PNG inline (the backend is Agg, so nothing else displays it)."""
-    from initrepro.claims import atomic_path
+    from initrepro.core.claims import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata=PNG_METADATA, format="png")

@@ -152,7 +152,7 @@ def log_spread(singular_values, floor: float = 1e-300) -> float:
     """Spread of a spectrum on the log scale: the sd (ddof 0) of ``ln(max(s, floor))`` over
     the singular values ``s``. 0 for an exact isometry times any gain; an exact zero counts as
     ``floor``, so a collapsed direction makes the spread large, never NaN. (Belongs next to
-    :func:`initrepro.isometry.jacobian_singular_values`; kept here while that module is shared.)
+    :func:`initrepro.measures.isometry.jacobian_singular_values`; kept here while that module is shared.)
 
         >>> log_spread([0.5, 0.5, 0.5])
         0.0
@@ -165,7 +165,7 @@ def log_spread(singular_values, floor: float = 1e-300) -> float:
 
 def jacobian_singular_values_batched(model: nn.Module, x: Tensor) -> Tensor:
     """The same exact float64 input-output Jacobian spectrum as
-    :func:`initrepro.isometry.jacobian_singular_values`, from one forward and one backward pass:
+    :func:`initrepro.measures.isometry.jacobian_singular_values`, from one forward and one backward pass:
     the input is repeated once per output, and row ``i`` of the Jacobian is the gradient of
     output ``i`` of copy ``i``. On a 1000-layer net this costs a batch-of-10 step, where
     ``jacrev`` over 2000 modules took ~7.5 s of CPU per net (the stage builds 22 of them).

@@ -1,0 +1,1 @@
+"""The machinery: claim records, verdict rules, registered designs, the stage runner, reports."""

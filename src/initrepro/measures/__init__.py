@@ -1,0 +1,1 @@
+"""Measurements of a network that several papers use: Jacobian spectra, filter symmetry."""

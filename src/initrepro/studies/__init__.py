@@ -1,0 +1,1 @@
+"""Experiment helpers, one module per paper."""

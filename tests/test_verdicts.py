@@ -59,6 +59,10 @@ def test_compare_zero_spread_is_floored_by_the_test_set():
     a, b = np.full(6, 0.95), np.full(6, 0.94)
     no_floor = compare("A", a, "B", b, margin=0.0, superior=True)
     assert no_floor.measured["ci_low"] == no_floor.measured["ci_high"]  # what a zero-width interval would claim
+    assert verdict(no_floor) == "inconclusive" and "spread is unknown" in no_floor.summary
+    # not only accuracies: a constant difference of any measure decides nothing without a floor
+    worse = compare("A", np.full(6, 1.0), "B", np.full(6, 2.0), margin=0.1)
+    assert verdict(worse) == "inconclusive"
     ev = compare("A", a, "B", b, margin=0.0, superior=True, n_test=360)
     assert ev.measured["sd_floor"] == pytest.approx(binomial_sd(0.945, 360))
     assert verdict(ev) == "inconclusive" and ev.measured["ci_low"] < 0 < ev.measured["ci_high"]
@@ -302,7 +306,7 @@ def test_a_refuting_comparison_is_not_hidden_by_a_straddling_one(tmp_path):
     record = StageRecord("risotto_fixup", "tiny", seed=0, output_root=tmp_path)
     entry = record.claim("risotto.beats_fixup_skipinit", [straddles, refuted])
     assert entry["verdict"] == "not_reproduced" and entry["reason"].startswith("failed: 95% CI low of A - B")
-    assert [c.get("part") for c in entry["checks"]] == [0] * 3 + [1] * 3
+    assert [c.get("part") for c in entry["checks"]] == [0] * 4 + [1] * 4
     assert derive_verdict(entry["checks"]) == "not_reproduced"
     # both comparisons keep their own numbers
     assert [e["mean_diff"] for e in entry["measured"]["evidence"]] == [straddles.measured["mean_diff"],

@@ -11,7 +11,7 @@ The rules treat every arm alike and never drop a run.
   *inconclusive* when it straddles the margin or when fewer than :data:`MIN_PAIRS` pairs were
   run (the summary then says how many seeds would decide at 80% power). The spread has a
   floor, the binomial sd of an accuracy difference on the test set, so that identical runs
-  cannot produce a zero-width interval.
+  cannot produce a zero-width interval; without a floor, a zero spread decides nothing.
 - :func:`positive_control`: the reference must train in the same setup (NaN runs did not
   train), else a comparison with it decides nothing (*inconclusive*).
 - :func:`collapsed`: diverged or chance-level runs, counted and reported, never removed.
@@ -174,6 +174,10 @@ def compare(a_name: str, a, b_name: str, b, *, margin: float, superior: bool = F
     pct = f"{round(confidence * 100)}%"
     kind = "superiority: better by more than" if superior else "non-inferiority: at least as good within"
     note = f"{kind} {margin:g}" + (f"; the paper's own precision: {paper_precision}" if paper_precision else "")
+    if n >= 2:
+        # identical differences and no test-set floor: a zero-width interval would decide on nothing
+        checks.append(Check(f"sd of {label} (0: a zero-width interval; an accuracy passes n_test for a floor)",
+                            sd_used, ">", 0.0, precondition=True))
     checks += [Check(f"distance of the {pct} CI of {label} from the margin (< 0: straddles)", sided, ">", 0.0,
                      precondition=True),
                Check(f"{pct} CI low of {label}", low, ">", threshold, note=note)]
@@ -189,6 +193,8 @@ def compare(a_name: str, a, b_name: str, b, *, margin: float, superior: bool = F
             summary += f" (Fisher {collapse_alternative}-sided p {format_value(measured['collapse_p'])})"
     if n < MIN_PAIRS:
         summary += f"; {n} pairs are fewer than the {MIN_PAIRS} a comparison needs"
+    elif sd_used == 0:
+        summary += "; every pair differs by the same amount and no floor was given: the spread is unknown"
     elif not sided > 0:
         need = seeds_needed(sd_used, abs(mean - threshold), confidence=confidence)
         measured["seeds_needed"] = need

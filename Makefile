@@ -8,6 +8,12 @@ STAMP := $(VENV)/.installed-stamp
 SEED_SETS ?= 1 2 3
 JOBS ?= 1
 STAGES ?=
+# `make paper CLUSTER=slurm` / `make stability CLUSTER=slurm|local`: each (stage, seed set) one
+# submitit job in its own clone at HEAD, back as a DVC experiment (initrepro.core.cluster);
+# CLUSTER_ARGS="--slurm-partition gpu --gpus-per-node 1 --timeout-min 720" go to it as they are;
+# `make paper` runs seed set 0 there, or PAPER_SEED_SETS="0 1 2 3".
+CLUSTER ?=
+CLUSTER_ARGS ?=
 # Stage commands call `python`: the one in .venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -25,7 +31,7 @@ test: $(STAMP)
 
 # The papers' scale; needs a GPU and the datasets under data/ (see README).
 paper: $(STAMP)
-	$(BIN)/dvc exp run -S profile=paper
+	$(if $(CLUSTER),$(BIN)/python -m initrepro.core.cluster --executor $(CLUSTER) --profile paper --seed-sets $(or $(PAPER_SEED_SETS),0) $(if $(STAGES),--stages $(STAGES)) $(CLUSTER_ARGS),$(BIN)/dvc exp run -S profile=paper)
 
 report: $(STAMP)
 	$(BIN)/python -m initrepro.core.report
@@ -39,7 +45,7 @@ plots: $(STAMP)
 # workspace's records stay as they are), then reports/stability.{md,json} and the README's
 # stability column. The report is written even when a run failed; make then fails.
 stability: $(STAMP)
-	$(BIN)/python -m initrepro.core.stability run --seed-sets $(SEED_SETS) --jobs $(JOBS) $(if $(STAGES),--stages $(STAGES)); status=$$?; \
+	$(if $(CLUSTER),$(BIN)/python -m initrepro.core.cluster --executor $(CLUSTER) --seed-sets $(SEED_SETS) --into-seed-sets $(if $(filter local,$(CLUSTER)),--max-parallel $(JOBS)) $(CLUSTER_ARGS),$(BIN)/python -m initrepro.core.stability run --seed-sets $(SEED_SETS) --jobs $(JOBS)) $(if $(STAGES),--stages $(STAGES)); status=$$?; \
 	$(BIN)/python -m initrepro.core.stability && $(BIN)/python -m initrepro.core.report && exit $$status
 
 # (Re)build the environment whenever pyproject.toml changes.

@@ -43,6 +43,13 @@ class TensorData:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.x.shape[1:])
 
+    def to(self, device: str | torch.device) -> "TensorData":
+        """The same data with ``x`` and ``y`` on ``device`` (itself when already there): a whole
+        set moved once, so that the batches cut from it need no copy per step."""
+        if self.x.device == torch.device(device) and self.y.device == torch.device(device):
+            return self
+        return TensorData(self.x.to(device), self.y.to(device), self.num_classes, self.name)
+
 
 def _digits():
     from sklearn.datasets import load_digits

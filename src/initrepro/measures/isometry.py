@@ -18,19 +18,27 @@ import torch
 from torch.func import jacrev
 
 
+def device_of(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter or buffer (the CPU for a model with neither)."""
+    tensor = next(model.parameters(), None)
+    tensor = next(model.buffers(), None) if tensor is None else tensor
+    return torch.device("cpu") if tensor is None else tensor.device
+
+
 def jacobian_singular_values(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Singular values (descending, float64) of the input-output Jacobian of ``model`` at ``x``.
 
     ``x`` is ONE input without a batch dimension (e.g. ``(C, H, W)`` or ``(D,)``); the model is
     called on ``x[None]``. The model is copied to float64 in eval mode (batch norm then uses its
     running statistics, so the Jacobian is that of a per-example map); ``model`` itself is left
-    untouched. The Jacobian is flattened to ``(outputs, inputs)``.
+    untouched. The Jacobian is flattened to ``(outputs, inputs)``. It is computed on the
+    model's device (``x`` moves there) and returned on the CPU.
     """
     if not isinstance(x, torch.Tensor) or x.ndim < 1:
         raise ValueError(f"x must be one input without a batch dimension (ndim >= 1), got {type(x).__name__}"
                          f" of shape {tuple(getattr(x, 'shape', ()))}")
     net = copy.deepcopy(model).double().eval().requires_grad_(False)
-    point = x.detach().to(torch.float64)
+    point = x.detach().to(device_of(net), torch.float64)
 
     def single(inp: torch.Tensor) -> torch.Tensor:
         return net(inp[None])[0]
@@ -38,4 +46,4 @@ def jacobian_singular_values(model: torch.nn.Module, x: torch.Tensor) -> torch.T
     with torch.no_grad():
         out_numel = single(point).numel()
     jac = jacrev(single)(point).reshape(out_numel, point.numel())
-    return torch.linalg.svdvals(jac)
+    return torch.linalg.svdvals(jac).cpu()

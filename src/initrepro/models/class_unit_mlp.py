@@ -109,11 +109,13 @@ def unstack(ensemble: Ensemble, template: nn.Module) -> list[nn.Module]:
 
 @torch.no_grad()
 def layer_accuracy(model: ClassUnitMLP, data: TensorData, batch_size: int = 1000) -> torch.Tensor:
-    """Accuracy of the argmax over the class units of each layer's pre-activation, shape ``(depth,)``."""
-    correct = torch.zeros(model.depth)
+    """Accuracy of the argmax over the class units of each layer's pre-activation, shape ``(depth,)``,
+    computed on the model's device (batches move there)."""
+    device = model.linears()[0].weight.device
+    correct = torch.zeros(model.depth, device=device)
     for x, y in batches(data, batch_size, shuffle=False):
-        h = model.preactivations(x)[..., model.in_features:]
-        correct += (h.argmax(-1) == y).sum(-1)
+        h = model.preactivations(x.to(device))[..., model.in_features:]
+        correct += (h.argmax(-1) == y.to(device)).sum(-1)
     return correct / len(data)
 
 

@@ -4,6 +4,9 @@ SGD's momentum and weight decay would revive pruned weights (their gradients are
 so the masks are re-applied after every optimizer step (Nowak et al. 2024, Sec. 4; as in the
 authors' code). Pruned weights therefore stay exactly zero.
 
+Networks are built and drawn on the CPU (the same draws on any machine), then moved to
+``device``; a mask follows its weight to whatever device training moved it to.
+
     >>> masks = StaticMasks(layers, sparse_init_(layers, "eoi", 0.125))
     >>> train(model, train_set, test_set, cfg, after_step=masks)
 """
@@ -16,6 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from initrepro.init.sparse import sparse_init_
+from initrepro.measures.isometry import device_of
+
+
+def _on_device_of(mask: Tensor, weight: Tensor) -> Tensor:
+    """``mask`` on ``weight``'s device (itself when it is there already)."""
+    return mask if mask.device == weight.device else mask.to(weight.device)
 
 
 class StaticMasks:
@@ -29,18 +38,25 @@ class StaticMasks:
             if mask.shape != layer.weight.shape:
                 raise ValueError(f"masks[{index}] has shape {tuple(mask.shape)}, "
                                  f"but layer {index}'s weight is {tuple(layer.weight.shape)}")
-        self.weights = [layer.weight for layer in layers]
+        self.layers = list(layers)
         self.masks = [mask.to(torch.bool) for mask in masks]  # bool: an eighth of a float mask's memory
         self._pruned = [~mask for mask in self.masks]
         self.apply()
 
     @torch.no_grad()
     def apply(self) -> None:
-        for weight, pruned in zip(self.weights, self._pruned):
-            weight.masked_fill_(pruned, 0.0)
+        """Zero every pruned weight (a mask first moves to its weight's device, once)."""
+        for index, (layer, pruned) in enumerate(zip(self.layers, self._pruned)):
+            self._pruned[index] = pruned = _on_device_of(pruned, layer.weight)
+            layer.weight.masked_fill_(pruned, 0.0)
 
     def __call__(self, model: nn.Module, step: int) -> None:
         self.apply()
+
+    @property
+    def weights(self) -> list[Tensor]:
+        """The masked weights, read from their layers (so they are the moved ones after ``.to``)."""
+        return [layer.weight for layer in self.layers]
 
     @property
     def density(self) -> float:
@@ -60,9 +76,11 @@ def init_static_sparse(layers: Sequence[nn.Module], scheme: str, density: float,
 
 
 def sparse_net(build: Callable[[], nn.Module], scheme: str, density: float, seed: int, *, gain: float = 1.0,
-               bias_std: float = 0.0, **builder_kwargs) -> tuple[nn.Module, StaticMasks]:
+               bias_std: float = 0.0, device: str | torch.device = "cpu",
+               **builder_kwargs) -> tuple[nn.Module, StaticMasks]:
     """A fresh ``build()`` network (with ``weight_layers()``) initialized with ``scheme`` from
     ``seed`` alone, and its fixed masks: one (scheme, seed) cell of a static sparse comparison.
+    Built and drawn on the CPU, then moved (with its masks) to ``device``.
 
         >>> net, masks = sparse_net(lambda: DeepTanhMLP(64, 10, 1000), "eoi", 0.125, seed=0)
     """
@@ -70,6 +88,8 @@ def sparse_net(build: Callable[[], nn.Module], scheme: str, density: float, seed
     net = build()
     masks = init_static_sparse(net.weight_layers(), scheme, density, gain=gain, bias_std=bias_std,
                                generator=torch.Generator().manual_seed(seed), **builder_kwargs)
+    net.to(device)
+    masks.apply()  # the masks follow the moved weights
     return net, masks
 
 
@@ -104,7 +124,10 @@ class EnsembleMasks:
 
     @torch.no_grad()
     def apply(self) -> None:
-        for param, pruned in self.pairs:
+        """Zero every pruned weight (a mask first moves to its parameter's device, once)."""
+        for index, (param, pruned) in enumerate(self.pairs):
+            pruned = _on_device_of(pruned, param)
+            self.pairs[index] = (param, pruned)
             param.masked_fill_(pruned, 0.0)
 
     def __call__(self, model: nn.Module, step: int) -> None:
@@ -116,10 +139,10 @@ class EnsembleMasks:
         return [k / self.total for k in self.kept]
 
 
-def stack_sparse(nets: Sequence[nn.Module], masks: Sequence[StaticMasks]):
+def stack_sparse(nets: Sequence[nn.Module], masks: Sequence[StaticMasks], device: str | torch.device = "cpu"):
     """Stack static sparse networks of one architecture (each with its :class:`StaticMasks`)
-    into one :class:`~initrepro.models.ensemble.Ensemble` and its :class:`EnsembleMasks`, so
-    that they train in one vectorized pass, each exactly as alone."""
+    into one :class:`~initrepro.models.ensemble.Ensemble` on ``device`` and its
+    :class:`EnsembleMasks`, so that they train in one vectorized pass, each exactly as alone."""
     from initrepro.models.ensemble import Ensemble
 
     if len(nets) != len(masks) or not nets:
@@ -130,22 +153,23 @@ def stack_sparse(nets: Sequence[nn.Module], masks: Sequence[StaticMasks]):
         if len(names) != len(static.masks):
             raise ValueError(f"a net has {len(names)} weight layers but {len(static.masks)} masks")
         member_masks.append(dict(zip(names, static.masks)))
-    ensemble = Ensemble(list(nets))
+    ensemble = Ensemble(list(nets)).to(device)
     return ensemble, EnsembleMasks(ensemble, member_masks)
 
 
 def sparse_ensemble(build: Callable[[], nn.Module], cells: Sequence[tuple[str, int]], density: float, *,
-                    gain: float = 1.0, bias_std: float = 0.0, **builder_kwargs):
-    """One :class:`~initrepro.models.ensemble.Ensemble` holding a static sparse network per
-    ``(scheme, seed)`` cell, each initialized exactly as :func:`sparse_net` does alone, and its
-    :class:`EnsembleMasks`: every cell of a comparison trained in one vectorized pass.
+                    gain: float = 1.0, bias_std: float = 0.0, device: str | torch.device = "cpu", **builder_kwargs):
+    """One :class:`~initrepro.models.ensemble.Ensemble` on ``device`` holding a static sparse
+    network per ``(scheme, seed)`` cell, each initialized exactly as :func:`sparse_net` does alone
+    (on the CPU), and its :class:`EnsembleMasks`: every cell of a comparison trained in one
+    vectorized pass.
 
         >>> ens, masks = sparse_ensemble(lambda: DeepTanhMLP(64, 10, 100), [("eoi", 0), ("eoi", 1)], 0.125)
         >>> train(ens, train_set, test_set, cfg, after_step=masks)  # accuracies per cell
     """
     built = [sparse_net(build, scheme, density, seed, gain=gain, bias_std=bias_std, **builder_kwargs)
              for scheme, seed in cells]
-    return stack_sparse([net for net, _ in built], [masks for _, masks in built])
+    return stack_sparse([net for net, _ in built], [masks for _, masks in built], device)
 
 
 def log_spread(singular_values, floor: float = 1e-300) -> float:
@@ -169,13 +193,15 @@ def jacobian_singular_values_batched(model: nn.Module, x: Tensor) -> Tensor:
     the input is repeated once per output, and row ``i`` of the Jacobian is the gradient of
     output ``i`` of copy ``i``. On a 1000-layer net this costs a batch-of-10 step, where
     ``jacrev`` over 2000 modules took ~7.5 s of CPU per net (the stage builds 22 of them).
-    The model must treat batch entries independently (no batch norm in training mode)."""
+    The model must treat batch entries independently (no batch norm in training mode). Computed
+    on the model's device (``x`` moves there), returned on the CPU."""
     import copy
 
     net = copy.deepcopy(model).double().eval().requires_grad_(False)
+    x = x.to(device_of(net))
     with torch.no_grad():
         n_out = net(x[None].double()).flatten(1).shape[1]
     point = x.detach().double()[None].repeat(n_out, *[1] * x.dim()).requires_grad_(True)
     out = net(point).flatten(1)
     (grad,) = torch.autograd.grad(out.diagonal().sum(), point)
-    return torch.linalg.svdvals(grad.flatten(1))
+    return torch.linalg.svdvals(grad.flatten(1)).cpu()

@@ -14,6 +14,10 @@ phi positively homogeneous) and return log R_k = log(||x_k|| / ||x_{k-1}||).
   ``generator``, so the result does not depend on the number of threads.
 
 A ReLU network whose units all die (probability 2^-d per layer) gets log R = -inf.
+
+Every sampler takes a ``device`` on which its normals are drawn (each chunk's generator lives
+there) and returns its result on the CPU. A CUDA generator draws other numbers than a CPU
+one with the same seed: the law is the same, the sample is not.
 """
 
 from __future__ import annotations
@@ -48,30 +52,30 @@ def _check_sizes(**sizes: int) -> None:
 
 
 def _matrix_chunk(seed: int, num_networks: int, width: int, depth: int, sigma: float, activation: str,
-                  negative_slope: float) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
+                  negative_slope: float, device: str | torch.device) -> torch.Tensor:
+    gen = torch.Generator(device=device).manual_seed(seed)
     phi = _PHI[activation]
-    x = torch.randn(num_networks, width, 1, generator=gen)
+    x = torch.randn(num_networks, width, 1, generator=gen, device=device)
     x = x / x.norm(dim=1, keepdim=True)
-    out = torch.empty(num_networks, depth, dtype=torch.float64)
+    out = torch.empty(num_networks, depth, dtype=torch.float64, device=device)
     for k in range(depth):
-        w = torch.randn(num_networks, width, width, generator=gen).mul_(sigma)
+        w = torch.randn(num_networks, width, width, generator=gen, device=device).mul_(sigma)
         x = phi(torch.bmm(w, x), negative_slope)
         norm = x.norm(dim=1, keepdim=True)
         out[:, k] = norm.view(-1).double().log()
         x = x / norm.clamp_min(torch.finfo(x.dtype).tiny)
-    return out
+    return out.cpu()
 
 
 def log_norm_ratios(num_networks: int, width: int, depth: int, sigma: float, activation: str = "relu",
                     negative_slope: float = 0.0, generator: torch.Generator | None = None,
-                    progress: bool = False) -> torch.Tensor:
+                    progress: bool = False, device: str | torch.device = "cpu") -> torch.Tensor:
     """The matrix path: log(||x_k|| / ||x_{k-1}||) for k = 1..depth, shape (num_networks, depth),
     float64. Each network has its own i.i.d. N(0, sigma^2) weights (width x width, no bias) and
     a random unit input, carried through the layers as a real network (one batched matmul per
     layer). Networks are split into chunks of :data:`MATRIX_CHUNK_NETWORKS`, each with its own
-    generator seeded from ``generator`` and run on a thread pool, so the result does not depend
-    on the number of threads."""
+    generator seeded from ``generator`` (a CPU generator) and run on a thread pool, so the
+    result does not depend on the number of threads. The matrices are drawn on ``device``."""
     check_args(width, None, activation, negative_slope)
     _check_sizes(num_networks=num_networks, depth=depth)
     if not sigma > 0:
@@ -79,25 +83,27 @@ def log_norm_ratios(num_networks: int, width: int, depth: int, sigma: float, act
     sizes = [min(MATRIX_CHUNK_NETWORKS, num_networks - i) for i in range(0, num_networks, MATRIX_CHUNK_NETWORKS)]
     seeds = torch.randint(0, 2 ** 62, (len(sizes),), generator=generator).tolist()
     with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
-        parts = pool.map(lambda job: _matrix_chunk(job[0], job[1], width, depth, sigma, activation, negative_slope),
-                         zip(seeds, sizes))
+        parts = pool.map(lambda job: _matrix_chunk(job[0], job[1], width, depth, sigma, activation, negative_slope,
+                                                   device), zip(seeds, sizes))
         return torch.cat(list(tqdm(parts, total=len(sizes), desc="matrix-path chunks", disable=not progress,
                                    leave=False)))
 
 
 def _rotational_chunk(seed: int, num_networks: int, width: int, depth: int, sigma: float, activation: str,
-                      negative_slope: float, reduce: bool) -> torch.Tensor:
-    g = torch.empty(num_networks, depth, width).normal_(generator=torch.Generator().manual_seed(seed))
+                      negative_slope: float, reduce: bool, device: str | torch.device) -> torch.Tensor:
+    gen = torch.Generator(device=device).manual_seed(seed)
+    g = torch.empty(num_networks, depth, width, device=device).normal_(generator=gen)
     if activation == "relu":
         g.clamp_min_(0)
     elif activation == "leaky_relu":
         g = torch.nn.functional.leaky_relu_(g, negative_slope)
     log_r = torch.linalg.vector_norm(g, dim=-1).log_().double().add_(math.log(sigma))
-    return log_r.sum(1) if reduce else log_r
+    return (log_r.sum(1) if reduce else log_r).cpu()
 
 
 def _rotational(num_networks: int, width: int, depth: int, sigma: float, activation: str, negative_slope: float,
-                generator: torch.Generator | None, reduce: bool, progress: bool) -> torch.Tensor:
+                generator: torch.Generator | None, reduce: bool, progress: bool,
+                device: str | torch.device) -> torch.Tensor:
     check_args(width, None, activation, negative_slope)
     _check_sizes(num_networks=num_networks, depth=depth)
     if not sigma > 0:
@@ -107,30 +113,33 @@ def _rotational(num_networks: int, width: int, depth: int, sigma: float, activat
     seeds = torch.randint(0, 2 ** 62, (len(sizes),), generator=generator).tolist()
     with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
         parts = pool.map(lambda job: _rotational_chunk(job[0], job[1], width, depth, sigma, activation,
-                                                       negative_slope, reduce), zip(seeds, sizes))
+                                                       negative_slope, reduce, device), zip(seeds, sizes))
         return torch.cat(list(tqdm(parts, total=len(sizes), desc="network chunks", disable=not progress,
                                    leave=False)))
 
 
 def rotational_log_ratios(num_networks: int, width: int, depth: int, sigma: float, activation: str = "relu",
                           negative_slope: float = 0.0, generator: torch.Generator | None = None,
-                          progress: bool = False) -> torch.Tensor:
+                          progress: bool = False, device: str | torch.device = "cpu") -> torch.Tensor:
     """The rotational sampler: log R_k = log ||phi(sigma g_k)||, g_k ~ N(0, I_width), for
-    k = 1..depth, shape (num_networks, depth), float64 -- the same law as :func:`log_norm_ratios`.
+    k = 1..depth, shape (num_networks, depth), float64 -- the same law as :func:`log_norm_ratios`;
+    the normals are drawn on ``device``.
 
         >>> rotational_log_ratios(3, 64, 10, 0.18, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([3, 10])
     """
-    return _rotational(num_networks, width, depth, sigma, activation, negative_slope, generator, False, progress)
+    return _rotational(num_networks, width, depth, sigma, activation, negative_slope, generator, False, progress,
+                       device)
 
 
 def rotational_log_norms(num_networks: int, width: int, depth: int, sigma: float, activation: str = "relu",
                          negative_slope: float = 0.0, generator: torch.Generator | None = None,
-                         progress: bool = False) -> torch.Tensor:
+                         progress: bool = False, device: str | torch.device = "cpu") -> torch.Tensor:
     """log||x_L|| - log||x_0|| at L = ``depth`` for each network, shape (num_networks,), float64,
     by the rotational sampler in memory-bounded chunks (10^5 networks of depth 1000 take
-    6.4e9 normals at width 64 but never more than a chunk of memory)."""
-    return _rotational(num_networks, width, depth, sigma, activation, negative_slope, generator, True, progress)
+    6.4e9 normals at width 64 but never more than a chunk of memory), drawn on ``device``."""
+    return _rotational(num_networks, width, depth, sigma, activation, negative_slope, generator, True, progress,
+                       device)
 
 
 def ks_z(x, y=None) -> float:

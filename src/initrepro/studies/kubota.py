@@ -43,27 +43,34 @@ class SeedRun:
 
 def train_seed(train_set: TensorData, test_set: TensorData, *, depth: int, activation: str, schemes: list[str],
                cfg: TrainConfig, gain: float = 1.0, control_depth: int = 3, control_scheme: str = "xavier",
-               progress: bool = True) -> SeedRun:
+               progress: bool = True, device: str | torch.device | None = None) -> SeedRun:
     """Train one net per scheme (one ensemble) and the shallow control, with ``cfg.seed`` seeding
-    the data order and the random schemes' weights."""
+    the data order and the random schemes' weights. Weights are drawn on the CPU; training and
+    every measure run on ``device`` (None: ``cfg.device``, whose default is the CPU), where the
+    returned ``models`` stay."""
+    if device is not None:
+        cfg = replace(cfg, device=str(device))
+    test_on_device = test_set.to(cfg.device)
     in_features, classes = int(np.prod(train_set.input_shape)), train_set.num_classes
     template = ClassUnitMLP(in_features, classes, depth, activation)
     members = [init_class_unit_mlp_(copy.deepcopy(template), scheme, gain,
                                     generator=torch.Generator().manual_seed(cfg.seed)) for scheme in schemes]
     ensemble = Ensemble(members, isolate_diverged=True)  # copies the members' parameters: ``members`` stay at init
     history = train(ensemble, train_set, test_set, cfg, progress=progress, desc=f"seed {cfg.seed}: {'+'.join(schemes)}")
-    trained = unstack(ensemble, template)
-    final = accuracy(ensemble, test_set)  # diverged members land near chance
+    trained = unstack(ensemble, template.to(cfg.device))
+    final = accuracy(ensemble, test_set, device=cfg.device)  # diverged members land near chance
     curves = np.array(history.test_acc, dtype=float).reshape(len(history.test_acc), -1).T
     control = init_class_unit_mlp_(ClassUnitMLP(in_features, classes, control_depth, activation), control_scheme,
                                    generator=torch.Generator().manual_seed(cfg.seed))
     train(control, train_set, test_set, cfg, progress=False)
     return SeedRun(test_acc=dict(zip(schemes, final)),
                    curves={s: curves[i].tolist() for i, s in enumerate(schemes)},
-                   layer_acc={s: layer_accuracy(m, test_set).numpy() for s, m in zip(schemes, trained)},
-                   change={s: relative_change(m, m0).numpy() for s, m, m0 in zip(schemes, trained, members)},
-                   drift={s: image_drift(m, test_set.x).numpy() for s, m in zip(schemes, trained)},
-                   control_acc=float(accuracy(control, test_set)), diverged=dict(zip(schemes, ensemble.diverged.tolist())),
+                   layer_acc={s: layer_accuracy(m, test_on_device).cpu().numpy() for s, m in zip(schemes, trained)},
+                   change={s: relative_change(m, m0.to(cfg.device)).cpu().numpy()
+                           for s, m, m0 in zip(schemes, trained, members)},
+                   drift={s: image_drift(m, test_on_device.x).cpu().numpy() for s, m in zip(schemes, trained)},
+                   control_acc=float(accuracy(control, test_set, device=cfg.device)),
+                   diverged=dict(zip(schemes, ensemble.diverged.tolist())),
                    models=dict(zip(schemes, trained)))
 
 

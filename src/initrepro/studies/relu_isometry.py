@@ -15,16 +15,18 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from initrepro.measures.isometry import device_of
+
 
 def active_units(model: nn.Module, x: torch.Tensor) -> list[int]:
     """Number of positive outputs of every ``nn.ReLU`` of ``model`` at the single input ``x``
-    (no batch dimension), in forward order."""
+    (no batch dimension), in forward order; ``x`` moves to the model's device and dtype."""
     counts: list[int] = []
     hooks = [m.register_forward_hook(lambda _m, _i, out: counts.append(int((out > 0).sum())))
              for m in model.modules() if isinstance(m, nn.ReLU)]
     try:
         with torch.no_grad():
-            model(x[None].to(next(model.parameters()).dtype))
+            model(x[None].to(device_of(model), next(model.parameters()).dtype))
     finally:
         for h in hooks:
             h.remove()

@@ -16,6 +16,7 @@ float32 and end the run of every member.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -61,18 +62,23 @@ def param_groups(ensemble: Ensemble, lr: float, scalar_lr_factor: float) -> list
 def train_arms(build: Callable[[str, int], torch.nn.Module], arms: Sequence[str], seeds: Sequence[int],
                train_set: TensorData, eval_set: TensorData, cfg: TrainConfig, *, progress: bool = False,
                desc: str = "arms", scalar_lr_factor: float = 1.0,
-               logit_limit: float = LOGIT_LIMIT) -> dict[str, np.ndarray]:
+               logit_limit: float = LOGIT_LIMIT,
+               device: str | torch.device | None = None) -> dict[str, np.ndarray]:
     """Train ``build(arm, seed)`` for every arm and seed in one ensemble; return, per arm, the
     evaluation accuracy after every epoch as an array ``(seeds, epochs)``. The last epoch of a
     diverged member is NaN (and every epoch the run did not reach). Every model must have the
     same architecture (batch norm allowed). ``scalar_lr_factor`` scales the learning rate of the
-    scalar parameters (:data:`SCALAR_NAMES`; 0.1 in the Fixup reference code).
+    scalar parameters (:data:`SCALAR_NAMES`; 0.1 in the Fixup reference code). Every model is
+    built (and drawn) on the CPU, then the ensemble and every batch move to ``device`` (None:
+    ``cfg.device``, whose default is the CPU).
     """
     arms, seeds = list(arms), list(seeds)
     if not arms or not seeds:
         raise ValueError(f"arms and seeds must be non-empty, got {arms} and {seeds}")
     if not scalar_lr_factor > 0:
         raise ValueError(f"scalar_lr_factor must be > 0, got {scalar_lr_factor}")
+    if device is not None:
+        cfg = replace(cfg, device=str(device))
     ensemble = Ensemble([build(arm, s) for arm in arms for s in seeds], running_stats=True, isolate_diverged=True)
     model = _Guarded(ensemble, logit_limit)
     history = train(model, train_set, eval_set, cfg, params=param_groups(ensemble, cfg.lr, scalar_lr_factor),

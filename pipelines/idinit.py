@@ -76,10 +76,11 @@ from initrepro.core.claims import Check, StageRecord
 from initrepro.data import TensorData, load_dataset
 from initrepro.core.plotting import subplots
 from initrepro.core.seeding import shift
-from initrepro.studies.idinit import (RANK_FILLS, Arm, accuracy_arms, build, is_scalar, rank_mlp, run_arms,
-                                      singular_tail)
-from initrepro.studies.idinit_dynamics import (deep_linear_descent, live_coordinates, standardize_live, train_members,
-                                         unchanged_fraction, update_rank)
+from initrepro.models.ensemble import Ensemble
+from initrepro.studies.idinit import (RANK_FILLS, Arm, accuracy_arms, build, deep_linear_descent, is_scalar,
+                                      live_coordinates, rank_mlp, run_arms, singular_tail, standardize_live,
+                                      unchanged_fraction, update_rank)
+from initrepro.training import train_members
 from initrepro.core.verdicts import Evidence, compare, positive_control, seeds_needed, select_lr
 
 if threads:
@@ -149,16 +150,18 @@ rank_models = [rank_mlp(rank_sizes, RANK_FILLS[a], torch.Generator().manual_seed
 with torch.no_grad():  # the live coordinates of W3's input (after W2 and its ReLU), per run at init
     live = {run: live_coordinates(m[:4](x_tr)) for run, m in zip(rank_runs, rank_models)}
 bound = max(live[(a, s)] for a, s in rank_runs if a == "zero-padded identity")
-res = train_members(rank_models, x_tr, train_set.y, {"test": (x_te, test_set.y)}, lrs=[rank_lr] * len(rank_runs),
-                    seeds=[s for _, s in rank_runs], epochs=rank_steps, batch_size=rank_batch, momentum=momentum,
-                    max_steps=rank_steps)
-k3 = res["names"].index("4.weight")
+rank_ens = Ensemble(rank_models, running_stats=True)
+res = train_members(rank_ens, TensorData(x_tr, train_set.y, train_set.num_classes, train_set.name),
+                    {"test": TensorData(x_te, test_set.y, test_set.num_classes, test_set.name)},
+                    lrs=[rank_lr] * len(rank_runs), seeds=[s for _, s in rank_runs], epochs=rank_steps,
+                    batch_size=rank_batch, momentum=momentum, max_steps=rank_steps)
+w3, w3_init = rank_ens.stacked[rank_ens.names.index("4.weight")].detach(), res.initial["4.weight"]
 ranks, tails, rank_acc, rank_sv = {a: [] for a in RANK_FILLS}, {a: [] for a in RANK_FILLS}, {a: [] for a in RANK_FILLS}, {}
 for i, (arm, s) in enumerate(rank_runs):
-    change = res["final"][k3][i] - res["init"][k3][i]
-    ranks[arm].append(update_rank(res["final"][k3][i], res["init"][k3][i], rank_rtol))
+    change = w3[i] - w3_init[i]
+    ranks[arm].append(update_rank(w3[i], w3_init[i], rank_rtol))
     tails[arm].append(singular_tail(change, bound))
-    rank_acc[arm].append(float(res["acc"]["test"][i]))
+    rank_acc[arm].append(res.final["test"][i])
     rank_sv.setdefault(arm, torch.linalg.svdvals(change).numpy())
 print(f"D_0 {d0}, data rank {data_rank}, bound {bound}; ranks {ranks}; accuracy {rank_acc}")
 
@@ -214,7 +217,7 @@ search_val, search_train = (TensorData(train_set.x[i], train_set.y[i], train_set
                             for i in (order[:n_val], order[n_val:]))
 NET = dict(kind=acc_kind, widths=acc_widths, blocks=acc_blocks, block_type=block_type, epochs=acc_epochs,
            batch_size=batch_size, momentum=momentum, weight_decay=weight_decay)
-VAL = {"val": (search_val.x, search_val.y)}
+VAL = {"val": search_val}
 search = run_arms(ARMS, [(a, lr, s) for a in ARMS for lr in acc_lrs for s in search_seeds], search_train, VAL, **NET)
 
 
@@ -232,7 +235,7 @@ print("chosen lr:", best_lr)
 
 # %%
 final_runs = [(a, best_lr[a], s) for a in ARMS if best_lr[a] is not None for s in seeds]
-final_res = run_arms(ARMS, final_runs, train_set, {"test": (test_set.x, test_set.y)}, eval_every_epoch=True, **NET)
+final_res = run_arms(ARMS, final_runs, train_set, {"test": test_set}, eval_every_epoch=True, **NET)
 final = {a: [final_res[(a, best_lr[a], s)]["test"] if best_lr[a] is not None else float("nan") for s in seeds]
          for a in ARMS}
 curves = [{"scheme": a, "seed": s, "epoch": e + 1, "test accuracy": v}
@@ -298,17 +301,18 @@ for net in tqdm(DEAD_NETS, desc="dead parameters"):
     runs = [(a, s) for a in ABLATION for s in dead_seeds]
     models = [build(ABLATION[a], net, train_set.input_shape, train_set.num_classes, DEAD_NETS[net], dead_blocks,
                     block_type, s) for a, s in runs]
-    res = train_members(models, train_set.x, train_set.y, {"test": (test_set.x, test_set.y)},
-                        lrs=[dead_lr] * len(runs), seeds=[s for _, s in runs], epochs=dead_epochs,
-                        batch_size=batch_size, momentum=momentum, frozen=lambda i, n: is_scalar(n))
-    trained = [k for k, n in enumerate(res["names"]) if not is_scalar(n)]
-    last = [k for k in trained if res["names"][k].endswith(IDIZ_LAYERS)]
-    frac = unchanged_fraction([res["init"][k] for k in trained], [res["final"][k] for k in trained]).tolist()
-    frac_last = unchanged_fraction([res["init"][k] for k in last], [res["final"][k] for k in last]).tolist()
+    ens = Ensemble(models, running_stats=True)
+    res = train_members(ens, train_set, {"test": test_set}, lrs=[dead_lr] * len(runs), seeds=[s for _, s in runs],
+                        epochs=dead_epochs, batch_size=batch_size, momentum=momentum, frozen=lambda i, n: is_scalar(n))
+    weights = dict(zip(ens.names, ens.stacked))
+    trained = [n for n in ens.names if not is_scalar(n)]
+    last = [n for n in trained if n.endswith(IDIZ_LAYERS)]
+    frac = unchanged_fraction([res.initial[n] for n in trained], [weights[n] for n in trained]).tolist()
+    frac_last = unchanged_fraction([res.initial[n] for n in last], [weights[n] for n in last]).tolist()
     for i, (arm, s) in enumerate(runs):
         dead[net][arm].append(frac[i])
         dead_last[net][arm].append(frac_last[i])
-        dead_acc[net][arm].append(float(res["acc"]["test"][i]))
+        dead_acc[net][arm].append(res.final["test"][i])
 for net in DEAD_NETS:
     print(net, pd.DataFrame(dead[net]).mean().round(4).to_dict(), pd.DataFrame(dead_acc[net]).mean().round(3).to_dict())
 

@@ -6,7 +6,7 @@
 # (2) ZerO is deterministic: same weights under any seed, bitwise-identical training runs;
 # (3) a ZerO ResNet trains on par with Kaiming (He) initialization (conv, and fully connected).
 # Library: `initrepro.init.zero` (`zero_hadamard_`, `zero_resnet_`, the `"zero"` ResNet init),
-# `initrepro.studies.zero_degeneracy`, `initrepro.models.ensemble`, `initrepro.training`,
+# `initrepro.studies.zero`, `initrepro.models.ensemble`, `initrepro.training`,
 # `initrepro.core.verdicts`.
 
 # %% tags=["parameters"]
@@ -76,9 +76,9 @@ from initrepro.core.seeding import shift
 from initrepro.training import TrainConfig, train
 from initrepro.layers import relu_grad_at_zero
 from initrepro.core.verdicts import compare, positive_control, seeds_needed
-from initrepro.studies.zero_degeneracy import SCHEMES, init_widening_mlp_, update_ranks, widening_mlp
-from initrepro.studies.zero import (branch_weight_names, fallback_lr, prunable_weight_names, pruned_accuracy,
-                                  search_lrs, split, train_runs, update_stable_ranks)
+from initrepro.studies.zero import (SCHEMES, branch_weight_names, fallback_lr, init_widening_mlp_,
+                                    prunable_weight_names, pruned_accuracy, search_lrs, split, train_runs,
+                                    update_ranks, update_stable_ranks, widening_mlp)
 
 if threads:
     torch.set_num_threads(threads)
@@ -245,7 +245,7 @@ for kind in ARCHS:
 
 # %%
 curves = pd.DataFrame([{"net": k, "arm": r[0], "seed": r[2], "epoch": e, "test accuracy": accs[i]}
-                       for k, (runs, _, hist, _) in trained.items() for e, accs in zip(hist.epoch, hist.test_acc)
+                       for k, (runs, _, hist, _) in trained.items() for e, accs in zip(hist.epoch, hist.acc["test"])
                        for i, r in enumerate(runs)])
 fig, axes = subplots(1, 2, figsize=(11, 3.8), sharey=True)
 for ax, kind in zip(axes, ARCHS):

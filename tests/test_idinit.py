@@ -1,7 +1,6 @@
 """IDInit (Pan et al. 2025): padded identity, patch-maintain conv, the epsilon fix, the ResNet
 recipe, and the training-dynamics helpers of its stage."""
 
-import copy
 import math
 
 import pytest
@@ -11,9 +10,10 @@ from initrepro.init.idinit import (channel_identity_, conv_matrix_view, from_con
                                    idinit_zero_)
 from initrepro.models.ensemble import Ensemble
 from initrepro.models.resnet import INITIALIZERS, resnet
-from initrepro.studies.idinit import RANK_FILLS, rank_mlp, singular_tail
-from initrepro.studies.idinit_dynamics import (deep_linear_descent, live_coordinates, standardize_live, train_members,
-                                        unchanged_fraction, update_rank)
+from initrepro.data import TensorData
+from initrepro.studies.idinit import (RANK_FILLS, deep_linear_descent, live_coordinates, rank_mlp, singular_tail,
+                                      standardize_live, unchanged_fraction, update_rank)
+from initrepro.training import train_members
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -243,11 +243,12 @@ def test_rank_bound_is_the_live_coordinates_of_the_layer_input():
     with torch.no_grad():
         live = live_coordinates(models[0][:4](x))
     assert live <= 6
-    res = train_members(models, x, y, {}, lrs=[0.05, 0.05], seeds=[0, 0], epochs=20, batch_size=50)
-    k = res["names"].index("4.weight")
-    ranks = [update_rank(res["final"][k][i], res["init"][k][i], 1e-8) for i in range(2)]
+    ens = Ensemble(models)
+    hist = train_members(ens, TensorData(x, y, 3, "toy"), {}, [0.05, 0.05], [0, 0], epochs=20, batch_size=50)
+    w, w0 = ens.stacked[ens.names.index("4.weight")].detach(), hist.initial["4.weight"]
+    ranks = [update_rank(w[i], w0[i], 1e-8) for i in range(2)]
     assert ranks[0] <= live and ranks[1] > 6
-    tail = singular_tail(res["final"][k][0] - res["init"][k][0], live)
+    tail = singular_tail(w[0] - w0[0], live)
     assert tail[f"s{live + 1}/s1"] < 1e-12
     with pytest.raises(ValueError, match="x must"):
         live_coordinates(torch.zeros(3))
@@ -262,46 +263,9 @@ def test_standardize_live_drops_constant_pixels_and_centres_the_rest():
     assert ((tr > 0).any(0) & (tr < 0).any(0)).all()
 
 
-def test_train_members_matches_torch_sgd_per_member_and_freezes():
-    gen = torch.Generator().manual_seed(1)
-    x, y = torch.randn(40, 5, generator=gen), torch.randint(0, 3, (40,), generator=gen)
-    nets = [torch.nn.Sequential(torch.nn.Linear(5, 3)) for _ in range(3)]
-    for i, n in enumerate(nets):
-        torch.nn.init.normal_(n[0].weight, generator=torch.Generator().manual_seed(i))
-    ref = [copy.deepcopy(n) for n in nets]
-    res = train_members(nets, x, y, {"train": (x, y)}, lrs=[0.1, 0.01, 0.1], seeds=[0, 1, 0], epochs=2,
-                        batch_size=16, momentum=0.9, weight_decay=1e-3, frozen=lambda i, n: i == 2 and n == "0.bias")
-    w = res["names"].index("0.weight")
-    for i, (lr, seed) in enumerate([(0.1, 0), (0.01, 1)]):
-        net, opt = ref[i], torch.optim.SGD(ref[i].parameters(), lr=lr, momentum=0.9, weight_decay=1e-3)
-        g = torch.Generator().manual_seed(seed)
-        for _ in range(2):
-            order = torch.randperm(40, generator=g)
-            for s in range(0, 40, 16):
-                idx = order[s:s + 16]
-                opt.zero_grad()
-                torch.nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-                opt.step()
-        assert torch.allclose(res["final"][w][i], net[0].weight, atol=1e-6)
-    b = res["names"].index("0.bias")
-    assert torch.equal(res["final"][b][2], res["init"][b][2]) and not torch.equal(res["final"][w][2], res["init"][w][2])
-    assert res["acc"]["train"].shape == (3,) and not res["diverged"].any()
-
-
-def test_train_members_isolates_a_diverging_member():
-    gen = torch.Generator().manual_seed(2)
-    x, y = torch.randn(32, 4, generator=gen), torch.randint(0, 2, (32,), generator=gen)
-    nets = [torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)) for _ in range(2)]
-    res = train_members(nets, x * torch.tensor([1.0, 1, 1, 1]), y, {"t": (x, y)}, lrs=[1e6, 0.01], seeds=[0, 0],
-                        epochs=5, batch_size=8)
-    assert res["diverged"].tolist() == [True, False]
-    assert math.isnan(res["acc"]["t"][0]) and 0 <= res["acc"]["t"][1] <= 1
-
-
 def test_accuracy_arms_train_fixup_scalars_only_and_give_zero_its_relu():
     from initrepro.layers import relu_grad_at_zero
     from initrepro.studies.idinit import accuracy_arms, build, is_scalar, run_arms
-    from initrepro.studies.idinit_dynamics import train_members as tm
 
     arms = accuracy_arms()
     assert set(arms) == {"IDInit", "Fixup", "ZerO", "Kaiming", "Kaiming + BN"}
@@ -310,12 +274,13 @@ def test_accuracy_arms_train_fixup_scalars_only_and_give_zero_its_relu():
     assert build(arms["IDInit"], "conv", (1, 6, 6), 3, (4,), (1,), "C", 0).activation is torch.nn.functional.relu
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(24, 1, 6, 6, generator=gen), torch.randint(0, 3, (24,), generator=gen)
-    data = type("D", (), {"x": x, "y": y, "input_shape": (1, 6, 6), "num_classes": 3})()
-    out = run_arms(arms, [(a, 0.05, 0) for a in arms], data, {"t": (x, y)}, kind="conv", widths=(4,), blocks=(1,),
-                   block_type="C", epochs=1, batch_size=8, momentum=0.9, weight_decay=0.0)
+    data = TensorData(x, y, 3, "toy")
+    out = run_arms(arms, [(a, 0.05, 0) for a in arms], data, {"t": data}, kind="conv", widths=(4,), blocks=(1,),
+                   block_type="C", epochs=2, batch_size=8, momentum=0.9, weight_decay=0.0, eval_every_epoch=True)
     assert set(out) == {(a, 0.05, 0) for a in arms} and all(0 <= v["t"] <= 1 for v in out.values())
-    models = [build(arms[a], "conv", (1, 6, 6), 3, (4,), (1,), "C", 0) for a in ("IDInit", "Fixup")]
-    res = tm(models, x, y, {}, lrs=[0.05, 0.05], seeds=[0, 0], epochs=1, batch_size=8,
-             frozen=lambda i, n: is_scalar(n) and i == 0)
-    k = res["names"].index("blocks.0.bias2b")
-    assert torch.equal(res["final"][k][0], res["init"][k][0]) and not torch.equal(res["final"][k][1], res["init"][k][1])
+    assert all(len(v["curve"]["t"]) == 2 and v["curve"]["t"][-1] == v["t"] for v in out.values())
+    ens = Ensemble([build(arms[a], "conv", (1, 6, 6), 3, (4,), (1,), "C", 0) for a in ("IDInit", "Fixup")])
+    hist = train_members(ens, data, {}, [0.05, 0.05], [0, 0], epochs=1, batch_size=8,
+                         frozen=lambda i, n: is_scalar(n) and i == 0)
+    w, w0 = ens.stacked[ens.names.index("blocks.0.bias2b")], hist.initial["blocks.0.bias2b"]
+    assert torch.equal(w[0], w0[0]) and not torch.equal(w[1], w0[1])

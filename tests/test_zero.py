@@ -1,5 +1,5 @@
-"""ZerO (Zhao et al. 2022): exact properties of the Hadamard initializer, the ZerO ResNet and
-the training-degeneracy bound."""
+"""ZerO (Zhao et al. 2022): exact properties of the Hadamard initializer, the ZerO ResNet,
+the training-degeneracy bound and the stage's helpers (``initrepro.studies.zero``)."""
 
 import math
 
@@ -8,7 +8,7 @@ import torch
 
 from initrepro.init.zero import hadamard, zero_hadamard_, zero_matrix, zero_resnet_
 from initrepro.models.resnet import INITIALIZERS, resnet
-from initrepro.studies.zero_degeneracy import init_widening_mlp_, update_ranks, widening_mlp
+from initrepro.studies.zero import init_widening_mlp_, update_ranks, widening_mlp
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -168,14 +168,15 @@ def test_widening_mlp_bad_inputs():
         update_ranks(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2), tol=0)
 
 
-# --- the authors' ReLU, the member ensembles and the reduced-scale studies -------------------------------------------
+# --- the authors' ReLU and the reduced-scale studies (the trainer: tests/test_members.py) -------------------------------------------
 
 from initrepro.data import TensorData  # noqa: E402
 from initrepro.layers import ReLUGradAtZero, relu_grad_at_zero  # noqa: E402
+from initrepro.models.ensemble import Ensemble  # noqa: E402
 from initrepro.studies.zero import (  # noqa: E402
-    MemberEnsemble, branch_weight_names, fallback_lr, lr_factor, magnitude_prune_, member_accuracy,
-    prunable_weight_names, pruned_accuracy, search_lrs, split, stable_rank, train_members, train_runs,
-    update_stable_ranks)
+    branch_weight_names, fallback_lr, magnitude_prune_, prunable_weight_names, pruned_accuracy, search_lrs, split,
+    stable_rank, train_runs, update_stable_ranks)
+from initrepro.training import member_accuracy, train_members  # noqa: E402
 
 
 def test_authors_relu_gradient_is_one_at_exactly_zero_and_zero_below():
@@ -234,69 +235,12 @@ def _fc(arm, seed):
                   activation=relu_grad_at_zero)
 
 
-def test_train_members_matches_one_net_trained_alone_with_torch_sgd():
-    data = _digits_like()
-    cfg = dict(epochs=2, batch_size=16, momentum=0.9, weight_decay=1e-3, warmup_epochs=1.0, milestones=(1,))
-    ens = MemberEnsemble([_fc("he", 0), _fc("he", 1), _fc("zero", 0)], isolate_diverged=True)
-    hist = train_members(ens, data, data, [0.05, 0.02, 0.1], [3, 4, 5], **cfg)
-    # member 1 alone: the same data order (seed 4), torch.optim.SGD, the same lr factors
-    net = _fc("he", 1)
-    opt = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9, weight_decay=1e-3)
-    gen, step = torch.Generator().manual_seed(4), 0
-    for epoch in range(2):
-        perm = torch.randperm(len(data), generator=gen)
-        for start in range(0, len(data), 16):
-            idx = perm[start:start + 16]
-            for group in opt.param_groups:
-                group["lr"] = 0.02 * lr_factor(step, epoch, 4, (1,), 0.1)
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(data.x[idx]), data.y[idx]).backward()
-            opt.step()
-            step += 1
-    for name, p in net.named_parameters():
-        assert torch.allclose(ens.stacked[ens.names.index(name)][1], p, atol=1e-5), name
-    assert len(hist.test_acc) == 2 and len(hist.final) == 3 and hist.diverged == [False] * 3
-
-
 def test_zero_members_differ_only_by_data_order():
     data = _digits_like()
-    ens = MemberEnsemble([_fc("zero", 0), _fc("zero", 1), _fc("zero", 2)])
-    train_members(ens, data, data, [0.05] * 3, [7, 7, 8], epochs=1, batch_size=16)
+    ens = Ensemble([_fc("zero", 0), _fc("zero", 1), _fc("zero", 2)])
+    train_members(ens, data, {}, [0.05] * 3, [7, 7, 8], epochs=1, batch_size=16)
     w = ens.stacked[ens.names.index("stem.weight")]
     assert torch.equal(w[0], w[1]) and not torch.equal(w[0], w[2])
-
-
-def test_member_ensemble_with_batch_norm_and_per_member_batches():
-    nets = [resnet("conv", (1, 4, 4), 4, widths=(4,), blocks=1, batch_norm=True, init=a, seed=0,
-                   activation=relu_grad_at_zero) for a in ("zero", "he")]
-    ens = MemberEnsemble(nets, running_stats=True)
-    out = ens.forward_members(torch.randn(2, 5, 1, 4, 4))
-    assert out.shape == (2, 5, 4)
-    with pytest.raises(ValueError):
-        ens.forward_members(torch.randn(3, 5, 1, 4, 4))
-
-
-def test_diverged_member_is_nan_and_isolated():
-    data = _digits_like()
-    ens = MemberEnsemble([_fc("he", 0), _fc("he", 0)], isolate_diverged=True)
-    hist = train_members(ens, data, data, [1e6, 0.01], [0, 0], epochs=2, batch_size=16)
-    assert hist.diverged == [True, False]
-    assert math.isnan(hist.final[0]) and math.isfinite(hist.final[1])
-
-
-def test_lr_factor_warmup_and_milestones():
-    assert lr_factor(0, 0, 4, (), 0.1) == 0.25 and lr_factor(3, 0, 4, (), 0.1) == 1.0
-    assert lr_factor(10, 2, 4, (1, 2), 0.1) == pytest.approx(0.01)
-    assert lr_factor(0, 0, 0, (), 0.1) == 1.0
-
-
-def test_train_members_bad_inputs():
-    ens = MemberEnsemble([_fc("he", 0), _fc("he", 1)])
-    data = _digits_like()
-    with pytest.raises(ValueError):
-        train_members(ens, data, data, [0.1], [0, 1], epochs=1, batch_size=8)
-    with pytest.raises(ValueError):
-        train_members(ens, data, data, [0.1, -1.0], [0, 1], epochs=1, batch_size=8)
 
 
 def test_stable_rank():
@@ -309,7 +253,7 @@ def test_stable_rank():
 
 
 def test_update_stable_ranks_and_names():
-    ens = MemberEnsemble([_fc("zero", 0), _fc("he", 1)])
+    ens = Ensemble([_fc("zero", 0), _fc("he", 1)])
     initial = {n: p.detach().clone() for n, p in zip(ens.names, ens.stacked)}
     names = branch_weight_names(ens)
     assert names == ["blocks.0.conv1.weight", "blocks.0.conv2.weight", "blocks.1.conv1.weight",
@@ -322,7 +266,7 @@ def test_update_stable_ranks_and_names():
 
 
 def test_magnitude_pruning_per_member_and_layer():
-    ens = MemberEnsemble([_fc("he", 0), _fc("he", 1)])
+    ens = Ensemble([_fc("he", 0), _fc("he", 1)])
     data = _digits_like()
     before = member_accuracy(ens, data)
     acc = pruned_accuracy(ens, data, ["stem.weight"], 0.5)
@@ -344,8 +288,9 @@ def test_search_lrs_and_train_runs():
     for c in choice.values():
         assert len(c.lrs) >= 3 and c.evidence.checks
         assert fallback_lr(c) in c.lrs
-    acc, ens, hist, initial = train_runs(_fc, [("zero", 0.03, 0), ("he", 0.03, 0)], data, data, **cfg)
-    assert len(acc) == 2 and set(initial) == set(ens.names)
+    acc, ens, hist, initial = train_runs(_fc, [("zero", 0.03, 0), ("he", 1e6, 0)], data, data, **cfg)
+    assert len(acc) == 2 and set(initial) == set(ens.names) and hist.epoch == [1, 2] and len(hist.acc["test"]) == 2
+    assert ens.isolate_diverged and hist.diverged == [False, True] and math.isnan(acc[1])
     with pytest.raises(ValueError):
         train_runs(_fc, [], data, data, **cfg)
     with pytest.raises(ValueError):

@@ -14,16 +14,23 @@ A model may return logits of shape (members, batch, classes), as
 ``initrepro.models.ensemble.Ensemble`` does: every member is trained on its own mean loss in
 the same pass, and accuracies are then per member (lists).
 
+:func:`train_members` is the same SGD for an ensemble whose members differ in more than their
+weights: member ``i`` has its own learning rate and its own data order (lr searches and seeds
+in one vectorized pass; ZerO's runs differ in nothing else, since ZerO draws no random numbers).
+
     >>> cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05)
     >>> history = train(model, train_set, test_set, cfg)
     >>> history.final_test_acc
+    >>> hist = train_members(Ensemble(nets), train_set, {"test": test_set}, lrs=[0.01, 0.1], seeds=[0, 1],
+    ...                      epochs=5, batch_size=64)
+    >>> hist.final["test"]  # per member, NaN where it diverged
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +38,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from initrepro.data import TensorData, batches, crop_flip
+from initrepro.models.ensemble import Ensemble
 
 Hook = Callable[[torch.nn.Module, int], None]
 
@@ -151,4 +159,129 @@ def train(model: torch.nn.Module, train_set: TensorData, test_set: TensorData, c
         bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", acc=f"{np.mean(history.test_acc[-1]):.3f}", refresh=False)
         if cfg.max_steps is not None and step >= cfg.max_steps:
             break
+    return history
+
+
+@dataclass
+class MemberHistory:
+    """What :func:`train_members` records: the epochs after which it evaluated, every member's
+    accuracy on every evaluation set then (``acc[name][k][member]``; NaN for a member marked
+    diverged), which members diverged, the optimizer steps taken, and the stacked parameters
+    before training (name -> ``(members, ...)``; the trained ones are the ensemble's)."""
+
+    epoch: list[int] = field(default_factory=list)
+    acc: dict[str, list[list[float]]] = field(default_factory=dict)
+    diverged: list[bool] = field(default_factory=list)
+    steps: int = 0
+    initial: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def final(self) -> dict[str, list[float]]:
+        """The last evaluation: name -> accuracy per member."""
+        return {name: accs[-1] for name, accs in self.acc.items() if accs}
+
+
+def member_accuracy(ens: Ensemble, data: TensorData, batch_size: int = 1000,
+                    device: str | torch.device = "cpu") -> list[float]:
+    """:func:`accuracy` of every member, NaN for a member marked in ``ens.diverged`` (an
+    ensemble that isolates diverged members marks non-finite logits of this evaluation too)."""
+    acc = accuracy(ens, data, batch_size, device)
+    return [float("nan") if bad else a for a, bad in zip(acc, ens.diverged.tolist())]
+
+
+def lr_factor(step: int, epoch: int, warmup_steps: int, milestones: Sequence[int], gamma: float) -> float:
+    """The lr multiplier of :func:`train_members` at optimizer step ``step`` (0-based) in
+    ``epoch``, :func:`train`'s schedule: ``gamma`` per milestone passed, times the linear warmup
+    ``(step + 1) / warmup_steps`` during the first ``warmup_steps`` steps."""
+    decay = gamma ** sum(m <= epoch for m in milestones)
+    return decay * (min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0)
+
+
+def train_members(ens: Ensemble, train_set: TensorData, evals: dict[str, TensorData], lrs: Sequence[float],
+                  seeds: Sequence[int], *, epochs: int, batch_size: int, momentum: float = 0.9,
+                  weight_decay: float = 0.0, warmup_epochs: float = 0.0, milestones: Sequence[int] = (),
+                  gamma: float = 0.1, max_steps: int | None = None,
+                  frozen: Callable[[int, str], bool] | None = None, eval_every_epoch: bool = False,
+                  eval_batch_size: int = 1000, device: str | torch.device = "cpu") -> MemberHistory:
+    """Train every member of ``ens`` in place, member ``i`` at learning rate ``lrs[i]`` on the
+    data order of ``seeds[i]`` (a fresh permutation per epoch from its own generator), with one
+    backward pass per step for all members.
+
+    Per member, the update is ``torch.optim.SGD``'s (``b = m b + (g + wd p)``, the first ``b = g``;
+    ``p -= lr b``) under :func:`train`'s schedule (:func:`lr_factor`: per-step linear warmup over
+    ``warmup_epochs``, ``gamma`` at every milestone epoch); ``max_steps`` ends training early.
+    ``frozen(i, name)`` True keeps that parameter of member ``i`` at its init (e.g. Fixup's
+    scalars in a scheme that has none). Batch norm, in an ensemble with ``running_stats=True``,
+    trains on batch statistics and keeps each member's running statistics.
+
+    A member that diverges does not stop the others, in one of two ways:
+
+    - an ensemble built with ``isolate_diverged=True`` handles it itself: once a member's logits
+      are not finite (in training or in an evaluation) it outputs zeros, and its parameters go
+      on following their momentum;
+    - otherwise the trainer does: a member whose training loss is not finite is frozen from that
+      step on (no update, its loss left out), and non-finite gradient entries count as zero.
+
+    Either way the member is marked in ``ens.diverged`` and its accuracies are NaN. ``evals``
+    (name -> data) are scored after the last epoch, and after every epoch if
+    ``eval_every_epoch`` (with an isolating ensemble an evaluation can mark a member diverged,
+    so that choice can change later epochs); ``eval_batch_size`` samples per forward pass.
+    ``device``: where the ensemble and the batches go (the data orders are drawn on the CPU).
+    """
+    m = len(ens)
+    if len(lrs) != m or len(seeds) != m:
+        raise ValueError(f"lrs and seeds need one entry per member ({m}), got {len(lrs)} and {len(seeds)}")
+    if not all(lr > 0 for lr in lrs):
+        raise ValueError(f"lrs must be > 0, got {list(lrs)}")
+    ens.to(device)
+    isolate = ens.isolate_diverged  # else the trainer freezes a diverged member
+    params = list(ens.stacked)
+    dtype = params[0].dtype
+    history = MemberHistory(acc={name: [] for name in evals},
+                            initial={n: p.detach().clone() for n, p in zip(ens.names, params)})
+    lr = torch.as_tensor([float(x) for x in lrs], dtype=dtype, device=device)
+    keep = None if frozen is None else [
+        torch.tensor([not frozen(i, name) for i in range(m)], dtype=p.dtype, device=device)
+        for name, p in zip(ens.names, params)]
+    bufs = [torch.zeros_like(p) for p in params]
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    x_all, y_all = train_set.x.to(device), train_set.y.to(device)
+    n = len(train_set)
+    warmup_steps = math.ceil(warmup_epochs * math.ceil(n / batch_size))
+    step = 0
+    ens.train()
+    for epoch in range(epochs):
+        order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
+        for start in range(0, n, batch_size):
+            idx = order[:, start:start + batch_size]
+            logits = ens.forward_members(x_all[idx])
+            loss = F.cross_entropy(logits.flatten(0, 1), y_all[idx].flatten(), reduction="none").view(m, -1).mean(1)
+            if not isolate:
+                with torch.no_grad():
+                    ens.diverged |= ~torch.isfinite(loss)
+                loss = torch.where(ens.diverged, torch.zeros((), dtype=loss.dtype), loss)
+            grads = torch.autograd.grad(loss.sum(), params)
+            scale = lr * lr_factor(step, epoch, warmup_steps, milestones, gamma)
+            with torch.no_grad():
+                live = None if isolate else (~ens.diverged).to(dtype)
+                for k, (p, g, b) in enumerate(zip(params, grads, bufs)):
+                    if not isolate:
+                        g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+                    if weight_decay:
+                        g = g + weight_decay * p
+                    b.mul_(momentum).add_(g) if step else b.copy_(g)  # torch.optim.SGD: first buffer = grad
+                    rate = scale if keep is None else scale * keep[k]
+                    rate = rate if live is None else rate * live
+                    p.sub_(rate.view(-1, *[1] * (p.dim() - 1)) * b)
+            step += 1
+            if max_steps is not None and step >= max_steps:
+                break
+        done = epoch == epochs - 1 or (max_steps is not None and step >= max_steps)
+        if eval_every_epoch or done:
+            history.epoch.append(epoch + 1)
+            for name, data in evals.items():
+                history.acc[name].append(member_accuracy(ens, data, eval_batch_size, device))
+        if done:
+            break
+    history.steps, history.diverged = step, ens.diverged.tolist()
     return history

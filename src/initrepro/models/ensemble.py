@@ -1,4 +1,5 @@
-"""Many independent networks of one architecture, trained in one vectorized pass."""
+"""Many independent networks of one architecture, trained in one vectorized pass (each member
+on the same batch, or each on its own: ``initrepro.training.train_members``)."""
 
 from __future__ import annotations
 
@@ -56,12 +57,23 @@ class Ensemble(nn.Module):
         return super().train(mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(members, batch, classes)``: every member on the same batch ``x``."""
+        return self._vmap(x, None)
+
+    def forward_members(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(members, batch, classes)``: member ``i`` on its own batch ``x[i]`` (``x`` is
+        ``(members, batch, ...)``), so that every member can follow its own data order."""
+        if x.shape[0] != len(self):
+            raise ValueError(f"x must have one leading entry per member ({len(self)}), got shape {tuple(x.shape)}")
+        return self._vmap(x, 0)
+
+    def _vmap(self, x: torch.Tensor, x_dim: int | None) -> torch.Tensor:
         def one(params, buffers, inputs):
             return functional_call(self._skeleton[0], {**params, **buffers, **{
                 n: b.to(inputs.device) for n, b in self.shared.items()}}, (inputs,))
 
         buffers = {n: getattr(self, f"member_buffer_{i}") for i, n in enumerate(self.buffer_names)}
-        out = torch.vmap(one, in_dims=(0, 0, None))(dict(zip(self.names, self.stacked)), buffers, x)
+        out = torch.vmap(one, in_dims=(0, 0, x_dim))(dict(zip(self.names, self.stacked)), buffers, x)
         if self.isolate_diverged:
             with torch.no_grad():
                 self.diverged |= ~torch.isfinite(out).flatten(1).all(1)

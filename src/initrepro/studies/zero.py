@@ -1,137 +1,96 @@
-"""ZerO at reduced scale (Zhao et al. 2022): many ResNets trained in one vectorized pass, each
-member on its own data order and learning rate; stable rank of weight updates; accuracy under
-magnitude pruning.
+"""ZerO at reduced scale (Zhao et al. 2022): the training degeneracy of a partial identity
+(Theorem 1); many ResNets trained in one vectorized pass, each member on its own data order and
+learning rate; stable rank of weight updates; accuracy under magnitude pruning.
+
+Training degeneracy: a ReLU MLP without biases whose widening layer ``Q -> P`` (``P > Q``)
+starts as the padded identity ``[I_Q; 0]`` has ``P - Q`` hidden units with pre-activation
+exactly 0 on every input. Since ReLU'(0) = 0 in PyTorch, those rows of the widening layer and
+the matching columns of the next layer never get a gradient, so the update ``W - W_init`` of
+the next (square) layer keeps rank at most ``Q`` forever. ZerO's cropped Hadamard matrix
+(:func:`initrepro.init.zero.zero_hadamard_`) gives every hidden unit a non-zero input and
+lifts that bound. The authors' notebook (``example_mnist.ipynb``) tracks ``rank(W3 - I)``.
+
+    >>> net = init_widening_mlp_(widening_mlp((64, 64, 128, 128, 10)), "partial_identity")
+    >>> w0 = net[5].weight.detach().clone()  # the 128 x 128 layer after the widening 64 -> 128
+    >>> update_ranks(net[5].weight[None], w0[None])  # after training: <= 64
+    [0]
 
 ZerO draws no random numbers, so ZerO runs differ only in their data order: an
-:class:`~initrepro.models.ensemble.Ensemble` that fed every member the same batches would
-train identical ZerO copies. :class:`MemberEnsemble` gives each member its own batches and
-:func:`train_members` its own seed (data order) and learning rate, with SGD, momentum, weight
-decay, a per-step linear warmup and a step schedule exactly as ``initrepro.training.train``
-applies them to one net (``torch.optim.SGD``'s update: ``b = m b + (g + wd p)``, ``p -= lr b``).
+:class:`~initrepro.models.ensemble.Ensemble` trained by ``initrepro.training.train`` would feed
+every member the same batches and train identical ZerO copies. :func:`train_runs` trains them
+with ``initrepro.training.train_members`` instead, each run on its own seed (data order) and
+learning rate.
 
-    >>> nets = [resnet("fc", (1, 8, 8), 10, widths=64, blocks=4, init=i, seed=s) for i, s in ...]
-    >>> ens = MemberEnsemble(nets, isolate_diverged=True)
-    >>> hist = train_members(ens, train, test, lrs=[0.01] * len(nets), seeds=[0, 1, ...], epochs=5, batch_size=64)
-    >>> hist.final  # test accuracy per member (NaN where a member diverged)
+    >>> acc, ens, hist, initial = train_runs(make_net, [("ZerO", 0.01, 0), ("ZerO", 0.01, 1)], train, test,
+    ...                                      epochs=5, batch_size=64)
+    >>> acc  # test accuracy per run (NaN where a run diverged)
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.func import functional_call
+import torch.nn as nn
 
 from initrepro.data import TensorData
+from initrepro.init.zero import zero_hadamard_
 from initrepro.models.ensemble import Ensemble
+from initrepro.training import MemberHistory, member_accuracy, train_members
 
 
-class MemberEnsemble(Ensemble):
-    """An :class:`Ensemble` whose members can each take their own batch:
-    :meth:`forward_members` maps ``x`` of shape ``(members, batch, ...)`` to logits
-    ``(members, batch, classes)``; ``forward`` (one batch for all members) is unchanged."""
-
-    def forward_members(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] != len(self):
-            raise ValueError(f"x must have one leading entry per member ({len(self)}), got shape {tuple(x.shape)}")
-
-        def one(params, buffers, inputs):
-            return functional_call(self._skeleton[0], {**params, **buffers, **{
-                n: b.to(inputs.device) for n, b in self.shared.items()}}, (inputs,))
-
-        buffers = {n: getattr(self, f"member_buffer_{i}") for i, n in enumerate(self.buffer_names)}
-        out = torch.vmap(one, in_dims=(0, 0, 0))(dict(zip(self.names, self.stacked)), buffers, x)
-        if self.isolate_diverged:
-            with torch.no_grad():
-                self.diverged |= ~torch.isfinite(out).flatten(1).all(1)
-            out = torch.where(self.diverged.view(-1, *[1] * (out.dim() - 1)), torch.zeros((), dtype=out.dtype), out)
-        return out
-
-
-@dataclass
-class MemberHistory:
-    """Per-epoch test accuracy of every member (``test_acc[epoch][member]``); NaN for a member
-    from the epoch at which it diverged on."""
-
-    epoch: list[int] = field(default_factory=list)
-    test_acc: list[list[float]] = field(default_factory=list)
-    diverged: list[bool] = field(default_factory=list)
-
-    @property
-    def final(self) -> list[float]:
-        return list(self.test_acc[-1]) if self.test_acc else []
+def widening_mlp(widths: Sequence[int]) -> nn.Sequential:
+    """Flatten, then bias-free linear layers ``widths[i] -> widths[i+1]`` with ReLU between
+    (the notebook's 784-784-n_h-n_h-10 net is ``widening_mlp((784, 784, n_h, n_h, 10))``)."""
+    if len(widths) < 2 or min(widths) < 1:
+        raise ValueError(f"widths must hold >= 2 positive sizes, got {tuple(widths)}")
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(n_in, n_out, bias=False))
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
 
 
 @torch.no_grad()
-def member_accuracy(ens: Ensemble, data: TensorData, batch_size: int = 2000) -> list[float]:
-    """Test accuracy of every member on the same data (eval mode); NaN for a member whose
-    logits are not finite (or that diverged in training)."""
-    was_training = ens.training
-    ens.eval()
-    correct, finite = torch.zeros(len(ens)), torch.ones(len(ens), dtype=torch.bool)
-    for start in range(0, len(data), batch_size):
-        x, y = data.x[start:start + batch_size], data.y[start:start + batch_size]
-        logits = ens(x)
-        finite &= torch.isfinite(logits).flatten(1).all(1)
-        correct += (logits.argmax(-1) == y).sum(-1).float()
-    ens.train(was_training)
-    acc = correct / len(data)
-    bad = ~finite | (ens.diverged if ens.isolate_diverged else torch.zeros_like(finite))
-    return torch.where(bad, torch.full_like(acc, float("nan")), acc).tolist()
+def _partial_identity_(weight: torch.Tensor) -> torch.Tensor:
+    # The rectangular identity: [I 0] when shrinking, the zero-padded [I; 0] when widening.
+    return weight.copy_(torch.eye(*weight.shape, dtype=weight.dtype))
 
 
-def lr_factor(step: int, epoch: int, warmup_steps: int, milestones: Sequence[int], gamma: float) -> float:
-    """The lr multiplier of ``initrepro.training.train`` at optimizer step ``step`` (0-based) in
-    ``epoch``: ``gamma`` per milestone passed, times the linear warmup ``(step + 1) / warmup_steps``
-    during the first ``warmup_steps`` steps."""
-    decay = gamma ** sum(m <= epoch for m in milestones)
-    return decay * (min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0)
+def _kaiming_(weight: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return nn.init.kaiming_normal_(weight, nonlinearity="relu", generator=generator)
 
 
-def train_members(ens: MemberEnsemble, train_set: TensorData, test_set: TensorData, lrs: Sequence[float],
-                  seeds: Sequence[int], *, epochs: int, batch_size: int, momentum: float = 0.9,
-                  weight_decay: float = 0.0, warmup_epochs: float = 0.0, milestones: Sequence[int] = (),
-                  gamma: float = 0.1) -> MemberHistory:
-    """Train every member of ``ens`` in place, member ``i`` at learning rate ``lrs[i]`` on the
-    data order of ``seeds[i]`` (a fresh permutation per epoch from its own generator), and
-    return the per-epoch test accuracies. One backward pass per step for all members."""
-    m = len(ens)
-    if len(lrs) != m or len(seeds) != m:
-        raise ValueError(f"lrs and seeds need one entry per member ({m}), got {len(lrs)} and {len(seeds)}")
-    if not all(lr > 0 for lr in lrs):
-        raise ValueError(f"lrs must be > 0, got {list(lrs)}")
-    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    params = list(ens.stacked)
-    bufs = [torch.zeros_like(p) for p in params]
-    lr = torch.tensor([float(x) for x in lrs])
-    n = len(train_set)
-    warmup_steps = math.ceil(warmup_epochs * math.ceil(n / batch_size))
-    history, step = MemberHistory(), 0
-    ens.train()
-    for epoch in range(epochs):
-        perms = torch.stack([torch.randperm(n, generator=g) for g in gens])
-        for start in range(0, n, batch_size):
-            idx = perms[:, start:start + batch_size]
-            x, y = train_set.x[idx], train_set.y[idx]
-            logits = ens.forward_members(x)
-            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(m, -1).mean(1)
-            grads = torch.autograd.grad(loss.sum(), params)
-            scale = lr * lr_factor(step, epoch, warmup_steps, milestones, gamma)
-            with torch.no_grad():
-                for p, g, b in zip(params, grads, bufs):
-                    g = g + weight_decay * p if weight_decay else g
-                    b.mul_(momentum).add_(g) if step else b.copy_(g)  # torch.optim.SGD: first buffer = grad
-                    p.sub_(scale.view(-1, *[1] * (p.dim() - 1)) * b)
-            step += 1
-        history.epoch.append(epoch + 1)
-        history.test_acc.append(member_accuracy(ens, test_set))
-    history.diverged = (ens.diverged.tolist() if ens.isolate_diverged
-                        else [not math.isfinite(a) for a in history.final])
-    return history
+#: scheme -> fills one weight matrix (the notebook's three arms)
+SCHEMES: dict[str, Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]] = {
+    "partial_identity": lambda w, g: _partial_identity_(w),
+    "zero": lambda w, g: zero_hadamard_(w),
+    "kaiming": _kaiming_,
+}
+
+
+def linear_layers(net: nn.Module) -> list[nn.Linear]:
+    return [m for m in net.modules() if isinstance(m, nn.Linear)]
+
+
+def init_widening_mlp_(net: nn.Module, scheme: str, generator: torch.Generator | None = None) -> nn.Module:
+    """Initialize every linear layer of ``net`` by ``scheme`` (one of ``SCHEMES``) in place."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {sorted(SCHEMES)}, got {scheme!r}")
+    for layer in linear_layers(net):
+        SCHEMES[scheme](layer.weight, generator)
+    return net
+
+
+def update_ranks(weights: torch.Tensor, initial: torch.Tensor, tol: float = 1e-4) -> list[int]:
+    """``rank(W - W_init)`` of each matrix in a stack ``(members, P, Q)``, singular values
+    above the absolute tolerance ``tol`` (the notebook's ``matrix_rank(..., tol=1e-4)``)."""
+    if tol <= 0:
+        raise ValueError(f"tol must be > 0, got {tol}")
+    delta = (weights - initial).detach().double()
+    return torch.linalg.matrix_rank(delta, atol=tol, rtol=0.0).tolist()
 
 
 def stable_rank(a: torch.Tensor) -> float:
@@ -178,7 +137,7 @@ def pruned_accuracy(ens: Ensemble, test_set: TensorData, names: Sequence[str], f
     import copy
 
     pruned = copy.deepcopy(ens)
-    return member_accuracy(magnitude_prune_(pruned, names, fraction), test_set)
+    return member_accuracy(magnitude_prune_(pruned, names, fraction), test_set, batch_size=2000)
 
 
 def branch_weight_names(ens: Ensemble) -> list[str]:
@@ -193,18 +152,19 @@ def prunable_weight_names(ens: Ensemble) -> list[str]:
 
 
 def train_runs(make_net, runs: Sequence[tuple[str, float, int]], train_set: TensorData, test_set: TensorData, *,
-               running_stats: bool = False, **cfg) -> tuple[list[float], MemberEnsemble, MemberHistory, dict]:
+               running_stats: bool = False, **cfg) -> tuple[list[float], Ensemble, MemberHistory, dict]:
     """Train one member per run ``(arm, lr, seed)`` in one vectorized pass: the net
     ``make_net(arm, seed)`` (``seed`` seeds its init, where it draws any, and its data order),
-    at learning rate ``lr``. Returns the final test accuracies (NaN: diverged), the trained
-    ensemble, its history and the initial stacked weights (name -> tensor)."""
+    at learning rate ``lr``; ``cfg`` goes to ``train_members``. A diverging run is isolated by
+    the ensemble; test accuracy after every epoch (``hist.acc["test"]``). Returns the final test
+    accuracies (NaN: diverged), the trained ensemble, its history and the initial stacked
+    weights (name -> tensor)."""
     if not runs:
         raise ValueError("runs must be non-empty")
-    ens = MemberEnsemble([make_net(arm, seed) for arm, _, seed in runs], running_stats=running_stats,
-                         isolate_diverged=True)
-    initial = {n: p.detach().clone() for n, p in zip(ens.names, ens.stacked)}
-    hist = train_members(ens, train_set, test_set, [lr for _, lr, _ in runs], [s for _, _, s in runs], **cfg)
-    return hist.final, ens, hist, initial
+    ens = Ensemble([make_net(arm, seed) for arm, _, seed in runs], running_stats=running_stats, isolate_diverged=True)
+    hist = train_members(ens, train_set, {"test": test_set}, [lr for _, lr, _ in runs], [s for _, _, s in runs],
+                         eval_every_epoch=True, eval_batch_size=2000, **cfg)
+    return hist.final["test"], ens, hist, hist.initial
 
 
 def search_lrs(make_net, arms: Sequence[str], lrs: Sequence[float], search_seeds: Sequence[int],

@@ -17,7 +17,7 @@ CLUSTER_ARGS ?=
 # Stage commands call `python`: the one in .venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test paper report stability deps plots clean-venv
+.PHONY: repro test paper report stability deps plots figures clean-venv
 
 # dvc.yaml's deps follow the imports first (initrepro.core.deps), then DVC reruns what changed.
 repro: $(STAMP) deps
@@ -36,6 +36,11 @@ paper: $(STAMP)
 report: $(STAMP)
 	$(BIN)/python -m initrepro.core.report
 	$(BIN)/python -m initrepro.core.claim_index
+
+# Every figure redrawn from the committed measurements (results/<stage>/measurements.json),
+# no claim stage rerun: after restyling a figure.
+figures: $(STAMP)
+	$(BIN)/python -m initrepro.core.figures
 
 # Every figure on one page: dvc_plots/index.html.
 plots: $(STAMP)

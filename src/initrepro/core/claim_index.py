@@ -26,7 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from initrepro.core.claims import REPO_ROOT, atomic_write_text
+from initrepro.core.claims import REPO_ROOT
+from initrepro.core.files import atomic_write_text
 from initrepro.core.deps import PACKAGE, imported_names, module_file, notebook_imports
 
 OUTPUT = Path("reports") / "claim_index.md"

@@ -26,9 +26,7 @@ import operator
 import os
 import platform
 import subprocess
-import tempfile
 import time
-from contextlib import contextmanager
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +34,9 @@ from typing import Any, Iterable
 
 import yaml
 
+from initrepro.core.files import atomic_path, atomic_write_text  # noqa: F401 (re-exported)
+
+MEASUREMENTS = "measurements.json"
 VERDICTS = ("reproduced", "not_reproduced", "inconclusive", "skipped")
 OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
 
@@ -148,26 +149,100 @@ def all_paper_claims() -> dict[str, dict]:
 
 
 class StageRecord:
-    """Collects the claims a stage checks and writes them atomically as its claim record."""
+    """Collects the claims a stage checks, the measurements its figures are drawn from and its
+    curves, and writes them atomically: ``results/<stage>/claims.json``, ``metrics.json``,
+    ``measurements.json`` and ``curves/<name>.csv``.
+
+    With ``replot=True`` the record is the one already under ``output_root`` (claims and
+    measurements of ``results/<stage>/``, copied there from the project by ``initrepro.core.pipeline
+    --replot``): a notebook run with its compute cells left out redraws every figure from it,
+    and writes nothing else.
+    """
 
     def __init__(self, stage: str, profile: str, seed: int | None = None,
-                 output_root: str | os.PathLike = REPO_ROOT, seed_set: int = 0):
+                 output_root: str | os.PathLike = REPO_ROOT, seed_set: int = 0, replot: bool = False):
         self.stage, self.profile, self.seed, self.seed_set = stage, profile, seed, seed_set
         self.output_root = Path(output_root)
         self.claims: list[dict] = []
+        self.measurements: dict[str, Any] = {}
+        self.curves: dict[str, dict] = {}
+        self.replot = replot
         self._start = time.perf_counter()
+        if replot:
+            saved = self.output_root / "results" / stage
+            record = load_record(saved / "claims.json")
+            if record["profile"] != profile:
+                raise ValueError(f"replot: results/{stage} holds profile {record['profile']!r}, not {profile!r}")
+            data = json.loads((saved / MEASUREMENTS).read_text())
+            self.claims, self.measurements, self.curves = record["claims"], data["measurements"], data["curves"]
 
     @property
     def path(self) -> Path:
         return self.output_root / "results" / self.stage / "claims.json"
 
-    def figure(self, fig, name: str) -> str:
-        """Save ``fig`` as ``figures/<stage>/<name>`` and return that repo-relative path."""
-        from initrepro.core.plotting import save_figure
+    def measure(self, name: str, value: Any) -> Any:
+        """Keep ``value`` (numbers, arrays, tensors, nested in dicts and lists) as measurement
+        ``name``, which figures are drawn from; returns it as saved (plain Python, NaN kept),
+        so that a figure drawn now and one redrawn from the file are the same."""
+        if self.replot:
+            raise RuntimeError("replot: measurements come from the committed record")
+        self.measurements[name] = json.loads(json.dumps(_numbers(value)))
+        return self.measurements[name]
+
+    def curve(self, name: str, series: dict[str, tuple], x: str = "step", y: str = "value") -> dict:
+        """Keep training curves as data: ``series`` maps a label (e.g. ``"RISOTTO seed 3"``) to
+        ``(xs, ys)``; ``x`` and ``y`` say what they are. Written as
+        ``results/<stage>/curves/<name>.csv`` (``dvc plots`` overlays them across runs and
+        experiments) and kept for the figures; returns it as saved."""
+        if self.replot:
+            raise RuntimeError("replot: curves come from the committed record")
+        plain = {str(label): [json.loads(json.dumps(_numbers(list(v)))) for v in xy] for label, xy in series.items()}
+        for label, (xs, ys) in plain.items():
+            if len(xs) != len(ys):
+                raise ValueError(f"curve {name!r}, series {label!r}: {len(xs)} x values but {len(ys)} y values")
+        self.curves[name] = {"x": x, "y": y, "series": plain}
+        return self.curves[name]
+
+    def figure(self, fig, name: str, claims: Iterable[str] = ()) -> str:
+        """Save ``fig`` as ``figures/<stage>/<name>`` and return that repo-relative path. With
+        ``claims`` (ids recorded already), the figure is titled with each claim and its
+        verdict, and listed among the claims' figures."""
+        from initrepro.core.plotting import claim_title, save_figure
 
         rel = Path("figures") / self.stage / name
+        entries = [self._entry(c) for c in claims]
+        if entries:
+            title = fig.get_suptitle()
+            fig.suptitle(claim_title(entries) + (f"\n{title}" if title else ""), fontsize="medium")
+            for entry in entries:
+                if rel.as_posix() not in entry["figures"]:
+                    entry["figures"].append(rel.as_posix())
         save_figure(fig, self.output_root / rel)
         return rel.as_posix()
+
+    def verdicts_figure(self, name: str = "verdicts.png") -> str:
+        """``figures/<stage>/verdicts.png``: every claim check of every decided claim against
+        its threshold or margin, with the interval it was decided by (see
+        :func:`initrepro.core.plotting.verdict_panels`); listed among each decided claim's figures."""
+        from initrepro.core.plotting import verdict_panels
+
+        decided = [c["id"] for c in self.claims if c["verdict"] != "skipped"]
+        fig = verdict_panels(self.claims)
+        fig.suptitle(f"{self.stage}: what decided each verdict ({self.profile} profile, seed set {self.seed_set})",
+                     fontsize="medium")
+        path = self.figure(fig, name)
+        for cid in decided:
+            entry = self._entry(cid)
+            if path not in entry["figures"]:
+                entry["figures"].append(path)
+        return path
+
+    def _entry(self, claim_id: str) -> dict:
+        for c in self.claims:
+            if c["id"] == claim_id:
+                return c
+        raise KeyError(f"claim {claim_id!r} is not recorded yet in stage {self.stage!r}: draw its figure after "
+                       f"record.claim (recorded: {[c['id'] for c in self.claims]})")
 
     def claim(self, claim_id: str, checks: list = (), *, figures: Iterable[str] = (),
               reason: str = "", skip_reason: str | None = None, measured: dict | None = None) -> dict:
@@ -226,9 +301,17 @@ class StageRecord:
         }
 
     def write(self) -> dict:
-        """Validate and write the record atomically to ``results/<stage>/claims.json``, and its
-        flat metrics (see :func:`flat_metrics`) to ``results/<stage>/metrics.json``."""
+        """Validate and write the record atomically to ``results/<stage>/claims.json`` (last), its
+        measurements and curves, and its flat metrics (see :func:`flat_metrics`) to
+        ``results/<stage>/metrics.json``."""
+        if self.replot:
+            raise RuntimeError("replot: the committed record is not rewritten")
         record = validate_record(self.to_dict())
+        folder = self.path.parent
+        atomic_write_text(folder / MEASUREMENTS, json.dumps({"measurements": self.measurements,
+                                                             "curves": self.curves}) + "\n")
+        for name, curve in self.curves.items():
+            atomic_write_text(folder / "curves" / f"{name}.csv", curve_csv(curve))
         atomic_write_text(self.path, json.dumps(record, indent=2) + "\n")
         atomic_write_text(self.path.with_name("metrics.json"), json.dumps(flat_metrics(record), indent=2) + "\n")
         return record
@@ -355,26 +438,26 @@ def load_record(path: str | os.PathLike) -> dict:
     return validate_record(json.loads(Path(path).read_text()))
 
 
-@contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` (readable by all,
-    as a plainly written file would be), so readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix + ".tmp")
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+def curve_csv(curve: dict) -> str:
+    """A curve kept by :meth:`StageRecord.curve` as long-format CSV with the columns ``x``,
+    ``series`` and ``y`` in every file (so that one ``dvc plots`` entry per stage draws them
+    all; the file name says what x and y are)."""
+    lines = ["x,series,y"]
+    for label, (xs, ys) in curve["series"].items():
+        quoted = '"' + label.replace('"', '""') + '"'
+        lines += [f"{x!r},{quoted},{y!r}" for x, y in zip(xs, ys)]
+    return "\n".join(lines) + "\n"
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
+def _numbers(x: Any) -> Any:
+    """numpy/torch values and containers -> plain Python numbers and lists, NaN and inf kept."""
+    if isinstance(x, dict):
+        return {str(k): _numbers(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_numbers(v) for v in x]
+    if hasattr(x, "tolist"):
+        return _numbers(x.tolist()) if getattr(x, "ndim", 1) else x.tolist()
+    return x
 
 
 def _plain(x: Any) -> Any:

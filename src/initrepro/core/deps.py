@@ -167,7 +167,7 @@ def write(root: Path = REPO_ROOT) -> bool:
             raise ValueError(f"dvc.yaml: stage {stage!r} has no block list under '    deps:'")
         new = pattern.sub(lambda m: m.group(1) + "".join(f"      - {d}\n" for d in deps), new, count=1)
     if new != text:
-        from initrepro.core.claims import atomic_write_text
+        from initrepro.core.files import atomic_write_text
 
         atomic_write_text(path, new)
     return new != text

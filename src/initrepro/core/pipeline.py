@@ -33,11 +33,13 @@ from pathlib import Path
 import yaml
 
 from initrepro.core.claims import REPO_ROOT
+from initrepro.data_files import DATASET_KEY_SUFFIX  # noqa: F401 (conf keys that name a dataset)
 
 PIPELINES_DIR = REPO_ROOT / "pipelines"
 TMP_DIR = ".stage-tmp"
-#: conf keys that name a dataset (``dataset``, ``cnn_dataset``, ...)
-DATASET_KEY_SUFFIX = "dataset"
+#: device files of a GPU driver (NVIDIA's; ROCm's /dev/kfd): with none of them no CUDA device
+#: can exist here, which :func:`check_device` can then say without importing torch (seconds)
+GPU_DRIVER_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia/version", "/dev/kfd")
 
 
 class ParameterError(ValueError):
@@ -79,50 +81,65 @@ def check_seed_set(seed_set) -> int:
 
 
 def check_data(stage: str, profile: str, conf: dict, data_dir: Path | None = None) -> None:
-    """Every dataset the conf names is embedded or has its files under ``data/``."""
-    from initrepro import data
+    """Every dataset the conf names is embedded or has all its files under ``data/`` (a presence
+    check, no checksums and no torch: ``make data`` verifies the files when it fetches them)."""
+    from initrepro import data_files
 
-    data_dir = Path(data_dir or data.DATA_DIR)
-    known = sorted(data.EMBEDDED) + sorted(data.TORCHVISION)
+    data_dir = Path(data_dir or data_files.DATA_DIR)
+    known = sorted(data_files.EMBEDDED_NAMES) + sorted(data_files.DATASETS)
     for key, name in conf.items():
         if not key.endswith(DATASET_KEY_SUFFIX) or name is None:
             continue
         if name not in known:
             raise ParameterError(f"{key} must be one of {known} (pipelines/conf/{stage}/{profile}.yaml), got {name!r}")
-        if name in data.EMBEDDED:
+        if name in data_files.EMBEDDED_NAMES:
             continue
-        folder = data_dir / data.TORCHVISION_FILES[name]
-        if not folder.is_dir() or not any(folder.iterdir()):
-            present = sorted(data.EMBEDDED) + sorted(n for n, f in data.TORCHVISION_FILES.items()
-                                                     if (data_dir / f).is_dir())
+        missing = data_files.problems(name, data_dir, verify=False)
+        if missing:
+            folder = data_dir / data_files.TORCHVISION_FILES[name]
             raise ParameterError(
-                f"data: {key}={name!r} (profile {profile!r}) is not under {folder}; present here: {present}. "
-                f"Fetch it on a machine with internet: python -c \"from initrepro.data import load_dataset; "
-                f"load_dataset('{name}')\" and copy {data.TORCHVISION_FILES[name]} into {data_dir}")
+                f"data: {key}={name!r} (profile {profile!r}) is not under {folder} ({missing[0]}); fetch it with "
+                f"`make data` (needs internet, about {data_files.DATASETS[name].download_mb} MB), or copy "
+                f"{data_files.TORCHVISION_FILES[name]} from a machine that has it into {data_dir}")
+
+
+def _cuda_devices() -> int:
+    """Number of CUDA devices here: 0 at once when no GPU driver is installed, else torch's count."""
+    if not any(Path(path).exists() for path in GPU_DRIVER_FILES):
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def check_device(stage: str, profile: str, conf: dict) -> None:
-    """The conf's ``device`` exists on this machine."""
+    """The conf's ``device`` exists on this machine (``cpu``, ``cuda`` or ``cuda:<index>``)."""
     device = conf.get("device")
     if device is None or str(device) == "cpu":
         return
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    allowed = ["cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(count)] if count else [])
     kind, _, index = str(device).partition(":")
-    ok = kind == "cuda" and count > 0 and (index == "" or (index.isdigit() and int(index) < count))
-    if not ok:
-        raise ParameterError(f"device must be one of {allowed} on this machine (pipelines/conf/{stage}/{profile}.yaml), "
-                             f"got {device!r}")
+    count = _cuda_devices() if kind == "cuda" else 0
+    allowed = ["cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(count)] if count else [])
+    if kind == "cuda" and count > 0 and (index == "" or (index.isdigit() and int(index) < count)):
+        return
+    missing = "no CUDA device here; run this profile on a machine with one" if kind == "cuda" and not count else ""
+    raise ParameterError(f"device must be one of {allowed} on this machine (pipelines/conf/{stage}/{profile}.yaml), "
+                         f"got {device!r}" + (f": {missing}" if missing else ""))
 
 
 def check_params(stage: str, profile: str, seed_set=0, overrides: dict | None = None) -> dict:
-    """Check every parameter of a run before any heavy work; returns the conf with ``overrides``."""
+    """Check every parameter of a run before any heavy work; returns the conf with ``overrides``.
+    A missing device and missing data are both named, in one line."""
     conf = {**load_conf(stage, profile), **(overrides or {})}
     check_seed_set(seed_set)
-    check_data(stage, profile, conf)
-    check_device(stage, profile, conf)
+    errors = []
+    for check in (check_device, check_data):
+        try:
+            check(stage, profile, conf)
+        except ParameterError as err:
+            errors.append(str(err))
+    if errors:
+        raise ParameterError("; and ".join(errors))
     return conf
 
 
@@ -174,13 +191,16 @@ def _last_runtime(root: Path, stage: str) -> float | None:
 def run_stage(stage: str, profile: str = "smoke", output_root: str | os.PathLike = REPO_ROOT,
               executed: str | os.PathLike | None = None, overrides: dict | None = None,
               log_output: bool = True, seed_set: int = 0, figures: bool = True,
-              html: bool | None = None) -> Path:
+              html: bool | None = None, replot: bool = False) -> Path:
     """Execute ``pipelines/<stage>.py`` with papermill; returns the path of its claim record.
 
     The run writes into a temporary folder under ``output_root``; its files are moved into
     place only on success (see the module docstring). ``figures=False`` keeps only
     ``results/<stage>/`` (no figures, executed notebook or HTML: e.g. for other seed sets).
     ``html`` (default: ``figures``) exports the executed notebook to ``reports/notebooks/<stage>.html``.
+    ``replot=True`` redraws the figures from the committed measurements: the notebook runs
+    without its cells tagged ``compute`` (see :func:`without_compute`), and only
+    ``figures/<stage>/`` is replaced.
     Raises :class:`ParameterError` before running on a bad parameter, :class:`StageFailed` when
     the notebook raises.
     """
@@ -191,16 +211,20 @@ def run_stage(stage: str, profile: str = "smoke", output_root: str | os.PathLike
     params = check_params(stage, profile, seed_set, overrides)
     root = Path(output_root).resolve()
     html = figures if html is None else html
+    notebook = jupytext.read(PIPELINES_DIR / f"{stage}.py")
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if replot:
+        notebook = without_compute(notebook, stage)
     _clean_stale_tmp(root, stage)
     (root / TMP_DIR).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{stage}-{os.getpid()}-", dir=root / TMP_DIR))
     executed = Path(executed) if executed else root / "executed" / f"{stage}.ipynb"
     run_nb = tmp / f"{stage}.ipynb"
-    params.update(profile=profile, seed_set=seed_set, output_root=str(tmp))
+    params.update(profile=profile, seed_set=seed_set, output_root=str(tmp), replot=replot)
+    if replot:  # the notebook reads the committed record from its own output root
+        shutil.copytree(root / "results" / stage, tmp / "results" / stage)
     # Progress bars go to the stage log line by line: update them every 10 s at most.
     os.environ.setdefault("TQDM_MININTERVAL", "10")
-    notebook = jupytext.read(PIPELINES_DIR / f"{stage}.py")
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     try:
         try:
             papermill.execute_notebook(notebook, str(run_nb), parameters=params, kernel_name="python3",
@@ -215,6 +239,9 @@ def run_stage(stage: str, profile: str = "smoke", output_root: str | os.PathLike
             evalue = " ".join(str(err.evalue).split())
             raise StageFailed(f"stage {stage} failed in cell {err.exec_count}: {err.ename}: {evalue[:400]} "
                               f"(outputs left as they were; the failed notebook: {failed})") from err
+        if replot:
+            _move_tree(tmp / "figures" / stage, root / "figures" / stage, remove_stale=True)
+            return root / "results" / stage / "claims.json"
         record = tmp / "results" / stage / "claims.json"
         if not record.exists():
             raise StageFailed(f"stage {stage} ran but wrote no claim record (record.write() missing?); "
@@ -227,7 +254,7 @@ def run_stage(stage: str, profile: str = "smoke", output_root: str | os.PathLike
             os.replace(run_nb, executed)
             executed.with_name(f"{stage}.failed.ipynb").unlink(missing_ok=True)
         if html:
-            from initrepro.core.claims import atomic_write_text
+            from initrepro.core.files import atomic_write_text
             from initrepro.core.notebook_html import notebook_to_html
 
             source = executed if figures else run_nb
@@ -236,6 +263,20 @@ def run_stage(stage: str, profile: str = "smoke", output_root: str | os.PathLike
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root / "results" / stage / "claims.json"
+
+
+COMPUTE_TAG = "compute"
+
+
+def without_compute(notebook, stage: str):
+    """``notebook`` without its cells tagged ``compute`` (the experiments and ``record.write()``):
+    what is left loads the committed record and draws the figures from it."""
+    cells = [c for c in notebook.cells if COMPUTE_TAG not in c.get("metadata", {}).get("tags", [])]
+    if len(cells) == len(notebook.cells):
+        raise ParameterError(f"stage {stage}: no cell is tagged {COMPUTE_TAG!r}, so its figures cannot be "
+                             f"redrawn without rerunning it")
+    notebook.cells = cells
+    return notebook
 
 
 def progress_line(stage: str, profile: str, seed_set: int, root: Path) -> str:
@@ -266,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="where figures/, results/, executed/ and reports/notebooks/ go (default: the working directory)")
     parser.add_argument("--no-figures", action="store_true",
                         help="keep only results/<stage>/ (no figures, executed notebook or HTML)")
+    parser.add_argument("--replot", action="store_true",
+                        help="only redraw figures/<stage>/ from the committed measurements (no compute)")
     parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks on errors")
     args = parser.parse_args(argv)
     # DVC runs stage commands from the project root: its own, also in `dvc exp run --temp`.
@@ -281,10 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     # Our own handler for both: asyncio's runner (under papermill) replaces only the default
     # SIGINT handler, with one that cancels a task that the notebook client can swallow.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
-    print(progress_line(args.stage, args.profile, seed_set, root), file=sys.stderr, flush=True)
+    if not args.replot:
+        print(progress_line(args.stage, args.profile, seed_set, root), file=sys.stderr, flush=True)
     start = time.perf_counter()
     try:
-        run_stage(args.stage, args.profile, output_root=root, seed_set=seed_set, figures=not args.no_figures)
+        run_stage(args.stage, args.profile, output_root=root, seed_set=seed_set, figures=not args.no_figures,
+                  replot=args.replot)
     except (StageFailed, ParameterError) as err:
         if args.verbose:
             traceback.print_exc()
@@ -296,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print(f"stage {args.stage} done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    what = "figures redrawn" if args.replot else "done"
+    print(f"stage {args.stage} {what} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0
 
 

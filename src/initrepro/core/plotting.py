@@ -1,8 +1,17 @@
-"""Figures: one seaborn style, byte-stable PNGs written atomically."""
+"""Figures: one seaborn style, one colour per scheme in every figure, byte-stable PNGs written
+atomically, and the panel that shows what decided each verdict.
+
+    >>> ax.plot(steps, acc, color=scheme_color("RISOTTO"), label="RISOTTO")
+    >>> fig = verdict_panels(record.claims)  # every deciding check against its threshold
+"""
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import textwrap
+import zlib
 from pathlib import Path
 
 import matplotlib
@@ -11,19 +20,133 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from initrepro.core.files import atomic_path  # noqa: E402
+
 sns.set_theme(context="notebook", style="whitegrid")
 # Fixed metadata (no software version or date) so figures are byte-stable where data are.
 PNG_METADATA = {"Software": None}
 
+_PALETTE = sns.color_palette("tab20", 20).as_hex()
+#: one colour per initialization scheme, the same in every figure of every stage: the
+#: proposed scheme of each paper in a strong colour, the baselines they are compared with in
+#: the colours of their family (He/Kaiming the same scheme under two names).
+SCHEME_COLORS = {
+    "constnet": "#1f77b4", "he": "#ff7f0e", "kaiming": "#ff7f0e", "xavier": "#8c564b", "glorot": "#8c564b",
+    "orthogonal": "#7f7f7f", "gaussian": "#bcbd22", "lecun": "#bcbd22",
+    "risotto": "#d62728", "fixup": "#2ca02c", "skipinit": "#9467bd",
+    "eoi": "#d62728", "delta_orthogonal": "#7f7f7f", "sao": "#17becf", "dense": "#aec7e8",
+    "s_moment": "#d62728", "fractional": "#d62728",
+    "identity": "#d62728", "looks_linear": "#e377c2", "parameter_sharing": "#d62728",
+    "zero": "#d62728", "hadamard": "#d62728", "partial_identity": "#9467bd",
+    "idinit": "#d62728", "idiz": "#e377c2", "idic": "#e377c2", "exact_zeros": "#7f7f7f",
+}
+VERDICT_COLORS = {"reproduced": "#2ca02c", "not_reproduced": "#d62728", "inconclusive": "#ff7f0e",
+                  "skipped": "#7f7f7f"}
+
+
+def scheme_key(name: str) -> str:
+    """``"ConstNet + dropout"`` -> ``"constnet"``, ``"Delta-orthogonal"`` -> ``"delta_orthogonal"``:
+    lower case, the first word group before a ``+``, ``(`` or ``,``, punctuation as ``_``."""
+    head = re.split(r"[+(,]", str(name))[0].strip().lower()
+    return re.sub(r"[^a-z0-9]+", "_", head).strip("_")
+
+
+def scheme_color(name: str) -> str:
+    """The colour of scheme ``name`` in every figure: :data:`SCHEME_COLORS` where it is listed
+    (also under its first word: "ZerO 64 blocks" is ZerO), else a fixed pick from tab20 by a
+    hash of the name, so that an unknown scheme keeps its colour across figures and runs."""
+    key = scheme_key(name)
+    for candidate in (key, key.split("_")[0]):
+        if candidate in SCHEME_COLORS:
+            return SCHEME_COLORS[candidate]
+    return _PALETTE[zlib.crc32(key.encode()) % len(_PALETTE)]
+
+
+def claim_title(claims: list[dict]) -> str:
+    """One line per claim: ``id: verdict``, as figures state what they show."""
+    return "\n".join(f"{c['id']}: {c['verdict'].replace('_', ' ')}" for c in claims)
+
+
+def _evidence_of(claim: dict, part) -> dict:
+    measured = claim.get("measured") or {}
+    evidence = measured.get("evidence")
+    if evidence is not None and part is not None and part < len(evidence):
+        return evidence[part]
+    return measured
+
+
+def deciding_checks(claim: dict) -> list[tuple[dict, dict | None]]:
+    """The claim checks of ``claim`` (not its preconditions), each with the interval it was
+    decided by where it came from a comparison (``mean_diff``, ``ci_low``, ``ci_high``)."""
+    out = []
+    for check in claim["checks"]:
+        if check.get("precondition"):
+            continue
+        ev = _evidence_of(claim, check.get("part"))
+        interval = ({k: ev[k] for k in ("mean_diff", "ci_low", "ci_high")}
+                    if check.get("part") is not None and all(k in ev for k in ("mean_diff", "ci_low", "ci_high"))
+                    else None)
+        out.append((check, interval))
+    return out
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def verdict_panels(claims: list[dict], width: float = 9.0):
+    """One row per claim check of every non-skipped claim: the measured value (or, for a
+    comparison, its mean and 95% interval) against the threshold or margin it was held to,
+    coloured by the claim's verdict; each claim's first row is titled with its id and verdict."""
+    rows = [(c, check, interval) for c in claims if c["verdict"] != "skipped"
+            for check, interval in deciding_checks(c)]
+    fig, axes = subplots(max(len(rows), 1), 1, figsize=(width, 0.95 * max(len(rows), 1) + 0.4), squeeze=False)
+    seen = set()
+    for ax, (claim, check, interval) in zip(axes[:, 0], rows):
+        color = VERDICT_COLORS[claim["verdict"]]
+        threshold, value = check["threshold"], check["value"]
+        points = [threshold] + ([interval["ci_low"], interval["ci_high"], interval["mean_diff"]] if interval else [value])
+        points = [p for p in points if _finite(p)]
+        if interval and all(_finite(interval[k]) for k in ("ci_low", "ci_high", "mean_diff")):
+            ax.errorbar([interval["mean_diff"]], [0], xerr=[[interval["mean_diff"] - interval["ci_low"]],
+                                                            [interval["ci_high"] - interval["mean_diff"]]],
+                        fmt="o", color=color, capsize=4, label="mean and 95% CI")
+        elif _finite(value):
+            ax.plot([value], [0], "o", color=color, label="measured")
+        else:
+            ax.text(0.5, 0.5, f"measured: {value}", transform=ax.transAxes, ha="center", va="center")
+        if _finite(threshold):
+            ax.axvline(threshold, color="black", ls="--", lw=1,
+                       label=f"{'margin' if interval else 'threshold'} ({check['op']} {threshold:.3g})")
+        if points:
+            lo, hi = min(points), max(points)
+            pad = (hi - lo) * 0.15 or abs(hi) * 0.1 or 1.0
+            ax.set_xlim(lo - pad, hi + pad)
+            if lo > 0 and hi / lo > 1e3:
+                ax.set_xscale("log")
+                ax.set_xlim(lo / 2, hi * 2)
+        ax.set_yticks([])
+        ax.set_ylim(-1, 1)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="x-small", frameon=False)
+        label = textwrap.shorten(check["name"], 95)
+        first = claim["id"] not in seen
+        seen.add(claim["id"])
+        ax.set_title((f"{claim['id']}: {claim['verdict'].replace('_', ' ')}\n" if first else "") + label,
+                     fontsize="small", loc="left", color=color if first else "black")
+        ax.tick_params(axis="x", labelsize="x-small")
+    if not rows:
+        axes[0, 0].set_axis_off()
+        axes[0, 0].text(0.5, 0.5, "no claim decided here (all skipped)", ha="center", va="center")
+    return fig
+
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Save ``fig`` as a PNG at ``path`` (atomically); inside a notebook kernel, also show
-    that same PNG inline (the backend is Agg, so nothing else displays it)."""
-    from initrepro.core.claims import atomic_path
-
+    """Save ``fig`` as a PNG at ``path`` (atomically) and close it; inside a notebook kernel,
+    also show that same PNG inline (the backend is Agg, so nothing else displays it)."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata=PNG_METADATA, format="png")
         png = Path(tmp).read_bytes() if in_kernel() else None
+    plt.close(fig)
     if png is not None:
         from IPython.display import Image, display
 

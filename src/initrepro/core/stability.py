@@ -29,7 +29,8 @@ from pathlib import Path
 
 import yaml
 
-from initrepro.core.claims import REPO_ROOT, atomic_write_text, validate_record
+from initrepro.core.claims import REPO_ROOT, validate_record
+from initrepro.core.files import atomic_write_text
 
 SEED_SETS = (0, 1, 2, 3)
 SEED_SET_DIR = Path("reports") / "seed_sets"

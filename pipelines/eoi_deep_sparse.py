@@ -77,7 +77,8 @@ from initrepro.init.eoi import eoi_, eoi_matrices, eoi_reference, eoi_stack, min
 from initrepro.models.deep_tanh import DeepTanhCNN, DeepTanhMLP
 from initrepro.core.plotting import subplots
 from initrepro.core.seeding import shift
-from initrepro.studies.eoi import jacobian_singular_values_batched, log_spread, sparse_net, stack_sparse
+from initrepro.measures.isometry import jacobian_singular_values_batched, log_spread
+from initrepro.studies.eoi import sparse_net, stack_sparse
 from initrepro.training import TrainConfig, train
 from initrepro.core.verdicts import alternating_timings, collapsed, compare, positive_control, speedup
 

@@ -151,8 +151,7 @@ def test_masks_follow_weights_that_training_moved():
 
 
 def test_jacobian_measures_move_the_input_to_the_model_and_return_on_the_cpu(spy):
-    from initrepro.measures.isometry import device_of, jacobian_singular_values
-    from initrepro.studies.eoi import jacobian_singular_values_batched
+    from initrepro.measures.isometry import device_of, jacobian_singular_values, jacobian_singular_values_batched
     from initrepro.studies.relu_isometry import active_units
 
     net = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 4))

@@ -10,7 +10,7 @@ from initrepro.init.eoi import (eoi_, eoi_matrices, eoi_reference, eoi_stack, mi
                                 orthogonality_error, sparse_delta_orthogonal_)
 from initrepro.init.sparse import (SCHEMES, approximate_isometry_stack, erk_densities, masked_gaussian_stack,
                                    orthogonal_stack, sparse_init_, uniform_masks)
-from initrepro.measures.isometry import jacobian_singular_values
+from initrepro.measures.isometry import jacobian_singular_values, jacobian_singular_values_batched, log_spread
 from initrepro.models.deep_tanh import DeepTanhCNN, DeepTanhMLP
 from initrepro.studies.eoi import StaticMasks, init_static_sparse
 from initrepro.training import TrainConfig, train
@@ -335,8 +335,6 @@ def test_ensemble_masks_reject_mismatched_masks():
 
 
 def test_log_spread_is_zero_for_an_isometry_and_grows_with_collapse():
-    from initrepro.studies.eoi import log_spread
-
     assert log_spread([0.3] * 10) == pytest.approx(0.0, abs=1e-12)
     assert log_spread([1.0, math.e]) == pytest.approx(0.5)
     assert log_spread([1.0, 0.0]) > 300  # an exact zero counts as the floor, never NaN
@@ -347,7 +345,7 @@ def test_log_spread_is_zero_for_an_isometry_and_grows_with_collapse():
 def test_jacobian_spread_tells_eoi_from_sparse_gaussian_at_depth():
     """The registered measure can tell the arms apart: at depth 200 the sparse Gaussian net's
     ln-spectrum is several nats wider than EOI's, EOI's within ln 2 of the dense orthogonal net's."""
-    from initrepro.studies.eoi import log_spread, sparse_net
+    from initrepro.studies.eoi import sparse_net
 
     torch.set_flush_denormal(True)
     build = lambda: DeepTanhMLP(16, 10, depth=200, width=64)  # noqa: E731
@@ -369,7 +367,7 @@ def test_eoi_at_its_lowest_density_is_the_identity_so_a_narrow_cnn_does_not_mix_
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_batched_jacobian_matches_jacrev(kind):
-    from initrepro.studies.eoi import jacobian_singular_values_batched, sparse_net
+    from initrepro.studies.eoi import sparse_net
 
     build = ((lambda: DeepTanhMLP(64, 10, depth=30, width=32)) if kind == "mlp"
              else (lambda: DeepTanhCNN((1, 8, 8), 10, depth=8, channels=16)))

@@ -19,7 +19,6 @@ import torch
 from torch import Tensor, nn
 
 from initrepro.init.sparse import sparse_init_
-from initrepro.measures.isometry import device_of
 
 
 def _on_device_of(mask: Tensor, weight: Tensor) -> Tensor:
@@ -170,38 +169,3 @@ def sparse_ensemble(build: Callable[[], nn.Module], cells: Sequence[tuple[str, i
     built = [sparse_net(build, scheme, density, seed, gain=gain, bias_std=bias_std, **builder_kwargs)
              for scheme, seed in cells]
     return stack_sparse([net for net, _ in built], [masks for _, masks in built], device)
-
-
-def log_spread(singular_values, floor: float = 1e-300) -> float:
-    """Spread of a spectrum on the log scale: the sd (ddof 0) of ``ln(max(s, floor))`` over
-    the singular values ``s``. 0 for an exact isometry times any gain; an exact zero counts as
-    ``floor``, so a collapsed direction makes the spread large, never NaN. (Belongs next to
-    :func:`initrepro.measures.isometry.jacobian_singular_values`; kept here while that module is shared.)
-
-        >>> log_spread([0.5, 0.5, 0.5])
-        0.0
-    """
-    s = torch.as_tensor(singular_values, dtype=torch.float64).flatten()
-    if s.numel() == 0 or not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
-        raise ValueError("singular_values must be a non-empty set of finite values >= 0")
-    return float(torch.log(s.clamp(min=floor)).std(unbiased=False))
-
-
-def jacobian_singular_values_batched(model: nn.Module, x: Tensor) -> Tensor:
-    """The same exact float64 input-output Jacobian spectrum as
-    :func:`initrepro.measures.isometry.jacobian_singular_values`, from one forward and one backward pass:
-    the input is repeated once per output, and row ``i`` of the Jacobian is the gradient of
-    output ``i`` of copy ``i``. On a 1000-layer net this costs a batch-of-10 step, where
-    ``jacrev`` over 2000 modules took ~7.5 s of CPU per net (the stage builds 22 of them).
-    The model must treat batch entries independently (no batch norm in training mode). Computed
-    on the model's device (``x`` moves there), returned on the CPU."""
-    import copy
-
-    net = copy.deepcopy(model).double().eval().requires_grad_(False)
-    x = x.to(device_of(net))
-    with torch.no_grad():
-        n_out = net(x[None].double()).flatten(1).shape[1]
-    point = x.detach().double()[None].repeat(n_out, *[1] * x.dim()).requires_grad_(True)
-    out = net(point).flatten(1)
-    (grad,) = torch.autograd.grad(out.diagonal().sum(), point)
-    return torch.linalg.svdvals(grad.flatten(1)).cpu()

@@ -1,4 +1,6 @@
 import json
+import math
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +100,78 @@ def test_repo_root_is_the_nearest_dvc_project(tmp_path):
     import initrepro.core.claims
 
     assert find_repo_root("/") == __import__("pathlib").Path(initrepro.core.claims.__file__).resolve().parents[2]
+
+
+# --- measurements, curves and figures that state their claim ---
+
+
+def _two_claims(tmp_path):
+    from initrepro.core.verdicts import compare
+
+    record = StageRecord("zero_init", "tiny", seed=0, output_root=tmp_path)
+    record.claim("constnet.signal_propagation", [Check("max |logit| at init", 0.0, "==", 0.0)])
+    a, b = [0.90, 0.91, 0.92, 0.90, 0.93], [0.91, 0.92, 0.92, 0.91, 0.93]
+    record.claim("constnet.trains_close_to_random", [compare("ConstNet", a, "He", b, margin=0.05, n_test=300)])
+    return record
+
+
+def test_measurements_and_curves_are_saved_as_drawn(tmp_path):
+    import numpy as np
+    import torch
+
+    record = _two_claims(tmp_path)
+    saved = record.measure("probe", {"rms": torch.tensor([1.0, float("nan")]), "n": np.int64(3)})
+    assert saved["n"] == 3 and saved["rms"][0] == 1.0 and math.isnan(saved["rms"][1])
+    record.curve("test_accuracy", {"He seed 0": ([0, 10], np.array([0.1, 0.9]))}, y="test accuracy")
+    with pytest.raises(ValueError, match="2 x values but 1 y values"):
+        record.curve("bad", {"He seed 0": ([0, 10], [0.1])})
+    record.write()
+    folder = tmp_path / "results" / "zero_init"
+    assert (folder / "curves" / "test_accuracy.csv").read_text() == 'x,series,y\n0,"He seed 0",0.1\n10,"He seed 0",0.9\n'
+    reloaded = StageRecord("zero_init", "tiny", output_root=tmp_path, replot=True)
+    assert math.isnan(reloaded.measurements["probe"]["rms"][1])
+    assert reloaded.curves["test_accuracy"]["series"]["He seed 0"] == [[0, 10], [0.1, 0.9]]
+    assert [c["id"] for c in reloaded.claims] == [c["id"] for c in record.claims]
+    with pytest.raises(RuntimeError, match="not rewritten"):
+        reloaded.write()
+    with pytest.raises(ValueError, match="holds profile 'tiny'"):
+        StageRecord("zero_init", "smoke", output_root=tmp_path, replot=True)
+
+
+def test_a_figure_states_its_claims_and_verdicts(tmp_path):
+    from initrepro.core.plotting import subplots
+
+    record = _two_claims(tmp_path)
+    fig, ax = subplots()
+    ax.plot([0, 1])
+    fig.suptitle("setup")
+    path = record.figure(fig, "acc.png", claims=["constnet.trains_close_to_random"])
+    assert fig.get_suptitle() == "constnet.trains_close_to_random: reproduced\nsetup"
+    assert record.claims[1]["figures"] == [path] and record.claims[0]["figures"] == []
+    with pytest.raises(KeyError, match="draw its figure after record.claim"):
+        record.figure(subplots()[0], "x.png", claims=["constnet.nope"])
+    verdicts = record.verdicts_figure()
+    assert all(verdicts in c["figures"] for c in record.claims)
+    assert (tmp_path / verdicts).stat().st_size > 0
+
+
+def test_verdict_panels_show_each_deciding_check_with_its_interval():
+    from initrepro.core.plotting import deciding_checks, verdict_panels
+
+    claims = _two_claims(Path("/nonexistent")).claims
+    rows = deciding_checks(claims[1])
+    assert len(rows) == 1 and rows[0][1]["ci_low"] < rows[0][1]["mean_diff"] < rows[0][1]["ci_high"]
+    assert deciding_checks(claims[0]) == [(claims[0]["checks"][0], None)]
+    fig = verdict_panels(claims)
+    assert len(fig.axes) == 2 and fig.axes[0].get_title(loc="left").startswith("constnet.signal_propagation: reproduced")
+    empty = verdict_panels([{**claims[0], "verdict": "skipped"}])
+    assert "all skipped" in empty.axes[0].texts[0].get_text()
+
+
+def test_scheme_colors_are_one_palette():
+    from initrepro.core.plotting import scheme_color
+
+    assert scheme_color("ConstNet + dropout") == scheme_color("constnet")
+    assert scheme_color("He") == scheme_color("Kaiming")
+    assert scheme_color("ZerO 64 blocks") == scheme_color("ZerO")
+    assert scheme_color("some new scheme") == scheme_color("Some new scheme")  # stable for unknown ones

@@ -63,8 +63,17 @@ def test_notebook_runs_end_to_end_at_tiny(stage, tmp_path):
     stage_claims = {cid for cid, c in all_paper_claims().items() if c["stage"] == stage}
     assert {c["id"] for c in record["claims"]} == stage_claims
     for claim in record["claims"]:
+        assert claim["figures"] or claim["verdict"] == "skipped", f"{claim['id']} has no figure"
         for figure in claim["figures"]:
             assert (tmp_path / figure).stat().st_size > 0
+    assert (tmp_path / "results" / stage / "measurements.json").exists()
+    assert list((tmp_path / "results" / stage / "curves").glob("*.csv")), f"{stage} keeps no curve as data"
+    # the figures are drawn from the saved measurements alone: redrawn without compute, the same bytes
+    drawn = {p.name: p.read_bytes() for p in (tmp_path / "figures" / stage).glob("*.png")}
+    record_bytes = path.read_bytes()
+    run_stage(stage, "tiny", output_root=tmp_path, log_output=False, replot=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "figures" / stage).glob("*.png")} == drawn
+    assert path.read_bytes() == record_bytes
 
 
 # --- Nothing lost: a failing, a badly parameterized or an interrupted stage leaves the outputs ---
@@ -155,6 +164,13 @@ def test_successful_run_replaces_the_outputs_and_exports_html(fake_repo):
     html = (fake_repo / "reports" / "notebooks" / "fake.html").read_text()
     assert "data:image/png;base64," in html
     assert not any((fake_repo / ".stage-tmp").iterdir())
+
+
+def test_replot_needs_cells_tagged_compute(fake_repo, capsys):
+    before = _outputs(fake_repo)
+    assert main(["fake", "--profile", "ok", "--replot", "--output-root", str(fake_repo)]) == 2
+    assert "no cell is tagged 'compute'" in capsys.readouterr().err
+    assert _outputs(fake_repo) == before
 
 
 def test_run_without_figures_writes_only_results(fake_repo, tmp_path_factory):

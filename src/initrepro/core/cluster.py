@@ -243,6 +243,22 @@ def submit_and_wait(executor, kind: str, pairs, commit: str, profile: str, workd
     return [(s, k, *finished[(s, k)]) for s, k in pairs]
 
 
+def print_outcomes(outcomes, out=None) -> int:
+    """One line per job (a failed one with its stderr tail); returns how many failed."""
+    out = out or sys.stdout
+    failed = 0
+    for stage, k, job, result, error in outcomes:
+        if error is None:
+            print(f"ok      {stage} seed set {k}: experiment {result['name']}, {result['seconds']:.0f} s, "
+                  f"{_summary(result)}", file=out)
+        else:
+            failed += 1
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            print(f"FAILED  {stage} seed set {k} (job {job.job_id}): {reason}\n  stderr tail:\n{_stderr_tail(job)}",
+                  file=out)
+    return failed
+
+
 def write_seed_set_records(outcomes, root: Path) -> list[Path]:
     """Each finished job's ``results/<stage>/`` files into ``reports/seed_sets/<k>/`` (k >= 1), for the stability report."""
     from initrepro.core.claims import atomic_write_text
@@ -304,15 +320,7 @@ def main(argv: list[str] | None = None, root: Path = REPO_ROOT) -> int:
                                  f"the SLURM jobs keep running (scancel them: logs in {folder / 'submitit'})"),
               file=sys.stderr)
         return 130
-    failed = 0
-    for stage, k, job, result, error in outcomes:
-        if error is None:
-            print(f"ok      {stage} seed set {k}: experiment {result['name']}, {result['seconds']:.0f} s, "
-                  f"{_summary(result)}")
-        else:
-            failed += 1
-            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            print(f"FAILED  {stage} seed set {k} (job {job.job_id}): {reason}\n  stderr tail:\n{_stderr_tail(job)}")
+    failed = print_outcomes(outcomes)
     if args.into_seed_sets:
         written = write_seed_set_records(outcomes, root)
         print(f"{len(written)} record files written under reports/seed_sets/")

@@ -124,3 +124,20 @@ def test_a_failed_job_is_reported_with_its_stderr_tail(tmp_path):
     # Records of seed sets >= 1 go where the stability report reads them; failed jobs write nothing.
     written = cluster.write_seed_set_records(outcomes, tmp_path)
     assert written == [tmp_path / "reports" / "seed_sets" / "1" / "results" / "identity_init" / "claims.json"]
+
+
+def test_slurm_jobs_ask_for_the_partition_gpus_time_and_threads(tmp_path, monkeypatch):
+    """The sbatch script submitit would write (no SLURM here: stand-ins for srun and sbatch)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("srun", "sbatch"):
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PYTHONWARNINGS", "")  # make_executor adds to it; restored after the test
+    executor = cluster.make_executor("slurm", tmp_path / "jobs", timeout_min=720, gpus_per_node=1, cpus_per_task=4,
+                                     slurm_partition="gpu", max_parallel=3)
+    script = executor._executor._make_submission_file_text("CMD", "uid")
+    for line in ["--partition=gpu", "--gpus-per-node=1", "--time=720", "--cpus-per-task=4", "--job-name=initrepro"]:
+        assert f"#SBATCH {line}" in script, script
+    assert executor._executor.parameters["array_parallelism"] == 3  # the job array's % limit

@@ -60,7 +60,7 @@ def experiment_name(stage: str, profile: str, seed_set: int) -> str:
 
 def check_args(stages, seed_sets, profile: str | None, executor: str, root: Path = REPO_ROOT):
     """(stages, seed sets, profile) checked; raises :class:`ClusterError` with one line."""
-    from initrepro.core.pipeline import ParameterError, check_data, check_device, check_seed_set, load_conf
+    from initrepro.core.pipeline import ParameterError, check_data, check_params, check_seed_set, load_conf
     from initrepro.core.stability import claim_stages, current_profile
 
     if executor not in EXECUTORS:
@@ -76,10 +76,10 @@ def check_args(stages, seed_sets, profile: str | None, executor: str, root: Path
     try:
         seed_sets = list(dict.fromkeys(check_seed_set(k) for k in seed_sets))
         for stage in stages:
-            conf = load_conf(stage, profile)
-            check_data(stage, profile, conf)
-            if executor == "local":  # on SLURM the devices are the compute nodes', not this one's
-                check_device(stage, profile, conf)
+            if executor == "local":  # every check a stage run makes, here before any job
+                check_params(stage, profile, seed_sets[0])
+            else:  # on SLURM the devices are the compute nodes', not this machine's
+                check_data(stage, profile, load_conf(stage, profile))
     except ParameterError as err:
         raise ClusterError(str(err)) from None
     if executor == "slurm" and shutil.which("sbatch") is None:
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None, root: Path = REPO_ROOT) -> int:
                         help=f"job logs and clones (default: {DEFAULT_FOLDER}/<time>); on SLURM a shared filesystem")
     parser.add_argument("--timeout-min", type=int, default=24 * 60, help="per job (default: 1440)")
     parser.add_argument("--gpus-per-node", type=int, default=0)
-    parser.add_argument("--cpus-per-task", type=int, default=None)
+    parser.add_argument("--cpus-per-task", type=int, default=None, help="default on slurm: the confs' threads")
     parser.add_argument("--slurm-partition", default=None)
     parser.add_argument("--max-parallel", type=int, default=None,
                         help="jobs at a time (default: 1 on local, no limit on slurm)")
@@ -307,6 +307,10 @@ def main(argv: list[str] | None = None, root: Path = REPO_ROOT) -> int:
     folder = Path(args.folder) if args.folder else DEFAULT_FOLDER / time.strftime("%Y%m%d-%H%M%S")
     folder = folder.resolve()
     pairs = [(s, k) for k in seed_sets for s in stages]
+    if args.cpus_per_task is None and args.executor == "slurm":  # the stages' own `threads`
+        from initrepro.core.stability import _threads
+
+        args.cpus_per_task = max([_threads(s, profile, root) or 1 for s in stages])
     executor = make_executor(args.executor, folder, args.timeout_min, args.gpus_per_node, args.cpus_per_task,
                              args.slurm_partition, max_parallel)
     print(f"cluster: {len(pairs)} jobs ({len(stages)} stages x seed sets {seed_sets}, profile {profile}) on "

@@ -125,11 +125,12 @@ def collect(root: Path = REPO_ROOT, profile: str | None = None, seed_sets=None) 
     """Verdicts per claim and seed set, from records made under that seed set and profile.
 
     Returns ``{"profile", "seed_sets", "verdicts": {claim: {k: verdict}}, "reasons": {claim:
-    {k: reason}}, "sources": {k: folder}, "runtime_s": {k: seconds}, "ignored": [why]}``.
+    {k: reason}}, "checks": {claim: {k: checks}}, "sources": {k: folder}, "runtime_s": {k:
+    seconds}, "ignored": [why]}``.
     """
     profile = profile or current_profile(root)
     seed_sets = list(seed_sets or found_seed_sets(root))
-    verdicts, reasons, sources, runtime, ignored = {}, {}, {}, {}, []
+    verdicts, reasons, checks, sources, runtime, ignored = {}, {}, {}, {}, {}, []
     designs = _current_designs(profile)
     for k in seed_sets:
         folder = seed_set_root(k, root)
@@ -155,8 +156,9 @@ def collect(root: Path = REPO_ROOT, profile: str | None = None, seed_sets=None) 
                     continue
                 verdicts.setdefault(c["id"], {})[k] = c["verdict"]
                 reasons.setdefault(c["id"], {})[k] = c["reason"]
+                checks.setdefault(c["id"], {})[k] = c["checks"]
     return {"profile": profile, "seed_sets": seed_sets, "verdicts": verdicts, "reasons": reasons,
-            "sources": sources, "runtime_s": runtime, "ignored": ignored}
+            "checks": checks, "sources": sources, "runtime_s": runtime, "ignored": ignored}
 
 
 def _current_designs(profile: str) -> dict:
@@ -178,15 +180,44 @@ def held(verdicts: dict, seed_sets=SEED_SETS) -> str:
     return "yes" if not flips else "no (" + "; ".join(flips) + ")"
 
 
+def flip_cause(verdicts: dict[int, str], checks: dict[int, list[dict]]) -> str:
+    """Why two seed sets disagree, from the check that decided each verdict
+    (:func:`initrepro.core.claims.headline_check`): an interval that straddles its margin under
+    one and clears it under the other is an underpowered comparison; a precondition that
+    fails under one is named; opposite sides of a threshold are a sign flip."""
+    from initrepro.core.claims import format_value, headline_check
+
+    said = []
+    for k, v in sorted(verdicts.items()):
+        h = headline_check({"checks": checks[k]})
+        said.append(f"seed set {k}: {h['name']} = {format_value(h['value'])}, needs {h['op']} "
+                    f"{format_value(h['threshold'])}" if h else f"seed set {k}: no checks")
+    names = {k: (headline_check({"checks": checks[k]}) or {}).get("name", "") for k in verdicts}
+    undecided = [k for k, v in verdicts.items() if v == "inconclusive"]
+    if undecided and all("from the margin" in names[k] for k in undecided):
+        kind = ("the interval straddles the margin under one seed set and clears it under the other: the "
+                "comparison is underpowered at this difference")
+    elif undecided and any("power" in names[k] for k in undecided):
+        kind = "fewer seeds were run than the registered power calculation needs"
+    elif undecided:
+        kind = "a precondition (a control, an lr search or a seed count) failed under one seed set"
+    elif set(verdicts.values()) == {"reproduced", "not_reproduced"}:
+        kind = "the claim check lands on opposite sides of its threshold"
+    else:
+        kind = "the verdicts differ"
+    return f"{kind} ({'; '.join(said)})"
+
+
 def flips(data: dict) -> list[dict]:
-    """Every verdict that differs from seed set 0's, with the reason its record gives."""
+    """Every verdict that differs from seed set 0's, with its cause and the reason its record gives."""
     out = []
     for cid, vs in data["verdicts"].items():
         if 0 not in vs:
             continue
         for k, v in sorted(vs.items()):
             if k != 0 and v != vs[0]:
-                out.append({"claim": cid, "seed_set": k, "verdict": v, "seed_set_0": vs[0],
+                cause = flip_cause({0: vs[0], k: v}, {j: data["checks"][cid][j] for j in (0, k)})
+                out.append({"claim": cid, "seed_set": k, "verdict": v, "seed_set_0": vs[0], "cause": cause,
                             "reason": data["reasons"][cid][k], "reason_seed_set_0": data["reasons"][cid][0]})
     return out
 
@@ -199,7 +230,8 @@ def render(data: dict, commit: str | None) -> str:
         cells = [vs.get(k, "-").replace("_", " ") for k in sets]
         rows.append(f"| `{cid}` | " + " | ".join(cells) + f" | {held(vs, sets)} |")
     flip_lines = [f"- `{f['claim']}`, seed set {f['seed_set']}: {f['verdict'].replace('_', ' ')} "
-                  f"(seed set 0: {f['seed_set_0'].replace('_', ' ')}). {f['reason']}" for f in flips(data)]
+                  f"(seed set 0: {f['seed_set_0'].replace('_', ' ')}). Cause: {f['cause']}.\n"
+                  f"  Its record: {f['reason']}" for f in flips(data)]
     src = [f"- seed set {k}: `{data['sources'][k]}/results/*/claims.json`, stage time "
            f"{data['runtime_s'][k] / 60:.1f} min" if k in data["sources"] else f"- seed set {k}: not run"
            for k in sets]

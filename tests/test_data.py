@@ -73,3 +73,57 @@ def test_crop_flip_keeps_shape_and_content_range():
     out = crop_flip(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape
     assert out.abs().max() <= x.abs().max()
+
+
+# --- make data: the committed checksums, verification, and a clear line offline ---------------
+
+from urllib.error import URLError  # noqa: E402
+
+from initrepro import data_files  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(data_files.DATASETS))
+def test_committed_md5s_are_the_ones_torchvision_publishes(name):
+    import torchvision
+
+    cls = getattr(torchvision.datasets, data_files.TORCHVISION[name])
+    folder = data_files.DATASETS[name].folder
+    if hasattr(cls, "resources"):  # MNIST-like: the .gz archives stay in raw/
+        published = {f"{folder}/{file}": md5 for file, md5 in cls.resources}
+    else:  # CIFAR: the extracted batches
+        published = {f"{folder}/{file}": md5 for file, md5 in cls.train_list + cls.test_list}
+        published[f"{folder}/{cls.meta['filename']}"] = cls.meta["md5"]
+    assert data_files.DATASETS[name].md5 == published
+
+
+def test_paper_confs_name_their_datasets():
+    uses = data_files.conf_datasets("paper")
+    assert "zero_init" in uses["cifar10"] and "identity_init" in uses["fashion_mnist"] and "mnist" in uses
+
+
+def test_fetch_skips_verified_files_and_reports_a_bad_one(tmp_path, monkeypatch):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "a").write_bytes(b"abc")
+    entry = data_files.Dataset("cifar10", "CIFAR10", "cifar-10-batches-py",
+                               {"cifar-10-batches-py/a": "900150983cd24fb0d6963f7d28e17f72"}, 1, 1)
+    monkeypatch.setitem(data_files.DATASETS, "cifar10", entry)
+    monkeypatch.setattr(data_files, "_download", lambda *a: pytest.fail("verified data must not be downloaded"))
+    assert "present and verified" in data_files.fetch("cifar10", tmp_path)
+    (folder / "a").write_bytes(b"abd")
+    assert "has MD5" in data_files.problems("cifar10", tmp_path)[0]
+    assert data_files.problems("cifar10", tmp_path, verify=False) == []
+
+
+@pytest.mark.parametrize("name", ["cifar10", "mnist"])
+def test_offline_make_data_fails_in_one_clear_line(tmp_path, monkeypatch, capsys, name):
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)  # torchvision's downloader, offline
+    assert data_files.main(["fetch", name, "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"could not download {name}" in err and "make data" in err

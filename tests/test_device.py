@@ -191,3 +191,17 @@ def test_constnet_train_arm_device_reaches_model_and_batches(monkeypatch, spy):
                                 depth=10, widen_factor=1, track_every=None, device="cpu", progress=False)
     assert spy.train_devices == ["cpu"] and result.history.step == [2]
     assert_all_on_cpu(spy, batches=2)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the failure without CUDA")
+def test_paper_profile_without_cuda_stops_in_one_line_within_5_s():
+    import subprocess
+    import sys
+    import time
+
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "initrepro.core.pipeline", "zero_init", "--profile", "paper"],
+                          capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "no CUDA device" in proc.stderr and elapsed < 5

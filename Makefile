@@ -17,7 +17,7 @@ CLUSTER_ARGS ?=
 # Stage commands call `python`: the one in .venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro test paper report stability deps plots figures clean-venv
+.PHONY: repro test paper data report stability deps plots figures clean-venv
 
 # dvc.yaml's deps follow the imports first (initrepro.core.deps), then DVC reruns what changed.
 repro: $(STAMP) deps
@@ -28,6 +28,12 @@ deps: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# Every dataset a paper conf names, into data/ (torchvision's downloaders), verified by MD5;
+# offline it fails in one line. `make data DATASETS=cifar10` fetches only those.
+DATASETS ?=
+data: $(STAMP)
+	$(BIN)/python -m initrepro.data_files fetch $(DATASETS)
 
 # The papers' scale; needs a GPU and the datasets under data/ (see README).
 paper: $(STAMP)

@@ -89,3 +89,20 @@ def test_run_rejects_seed_set_0_and_bad_names(project, capsys):
 def test_report_is_the_default_command(project):
     assert main([], root=project) == 0
     assert json.loads((project / "reports/stability.json").read_text())["profile"] == "smoke"
+
+
+def test_other_kernel_paths_are_compared_with_seed_set_0(project, monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
+    _write(project / "reports/kernel_paths/sse41", 0, z=9.0)
+    _write(project / "reports/kernel_paths/avx2", 1)  # not seed set 0: ignored
+    data = report(project)
+    assert data["kernel_paths"] == {"sse41": {"fractional.recovers_classical": "reproduced",
+                                              "fractional.fewer_small_outputs": "reproduced"}}
+    md = (project / "reports/stability.md").read_text()
+    assert "- **sse41** (ONEDNN_MAX_CPU_ISA=SSE41): 1 of 2 verdicts as on the default path" in md
+    assert "`fractional.fewer_small_outputs` reproduced (default: not reproduced; cause: the claim check" in md
+
+
+def test_kernel_paths_run_seed_set_0_only(project, capsys):
+    assert main(["run", "--seed-sets", "1", "--kernels", "sse41"], root=project) == 2
+    assert "--kernels runs seed set 0 only" in capsys.readouterr().err

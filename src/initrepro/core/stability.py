@@ -1,6 +1,7 @@
 """Does any verdict hang on one draw of the seeds? Verdicts under seed sets 0-3 (and any other).
 
     python -m initrepro.core.stability run --seed-sets 1 2 3 --jobs 2   # run the claim stages under them
+    python -m initrepro.core.stability run --seed-sets 0 --kernels sse41  # seed set 0 on another CPU kernel path
     python -m initrepro.core.stability                                 # report: reports/stability.{md,json}
     make stability                                                # run 1-3 (jobs 1), report, `make report`
 
@@ -34,6 +35,12 @@ from initrepro.core.files import atomic_write_text
 
 SEED_SETS = (0, 1, 2, 3)
 SEED_SET_DIR = Path("reports") / "seed_sets"
+KERNEL_PATH_DIR = Path("reports") / "kernel_paths"
+#: other CPU kernel paths one machine can take (the environment variables that select them):
+#: oneDNN's SSE4.1 or AVX2 convolutions, ATen's default (no SIMD) or AVX2 kernels
+KERNEL_PATHS = {"sse41": {"ONEDNN_MAX_CPU_ISA": "SSE41"}, "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2",
+                                                                   "ATEN_CPU_CAPABILITY": "avx2"},
+                "aten_default": {"ATEN_CPU_CAPABILITY": "default"}}
 
 
 def seed_set_root(k: int, root: Path = REPO_ROOT) -> Path:
@@ -75,12 +82,14 @@ def _last_runtime(stage: str, root: Path) -> float:
         return 0.0
 
 
-def run_one(stage: str, k: int, profile: str, root: Path = REPO_ROOT) -> tuple[int, float, Path]:
-    """Run ``stage`` under seed set ``k`` into ``reports/seed_sets/<k>``; (exit status, seconds, log)."""
-    out = seed_set_root(k, root)
+def run_one(stage: str, k: int, profile: str, root: Path = REPO_ROOT,
+            kernels: str | None = None) -> tuple[int, float, Path]:
+    """Run ``stage`` under seed set ``k`` into ``reports/seed_sets/<k>`` (or, on another kernel
+    path, ``reports/kernel_paths/<kernels>``); (exit status, seconds, log)."""
+    out = root / KERNEL_PATH_DIR / kernels if kernels else seed_set_root(k, root)
     log = out / "logs" / f"{stage}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = {**os.environ, **(KERNEL_PATHS[kernels] if kernels else {})}
     threads = _threads(stage, profile, root)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -92,14 +101,21 @@ def run_one(stage: str, k: int, profile: str, root: Path = REPO_ROOT) -> tuple[i
     return rc, time.perf_counter() - start, log
 
 
-def run(seed_sets, stages=None, jobs: int = 1, profile: str | None = None, root: Path = REPO_ROOT) -> int:
-    """Run every (stage, seed set) pair, ``jobs`` at a time, longest stages first; 0 if all succeeded."""
+def run(seed_sets, stages=None, jobs: int = 1, profile: str | None = None, root: Path = REPO_ROOT,
+        kernels: str | None = None) -> int:
+    """Run every (stage, seed set) pair, ``jobs`` at a time, longest stages first; 0 if all
+    succeeded. ``kernels`` (a name of :data:`KERNEL_PATHS`) runs seed set 0 on that kernel path."""
     from initrepro.core.pipeline import ParameterError, check_params, check_seed_set
 
     profile = profile or current_profile(root)
     stages = list(stages or claim_stages(root))
     seed_sets = [check_seed_set(k) for k in seed_sets]
-    if 0 in seed_sets:
+    if kernels is not None:
+        if kernels not in KERNEL_PATHS:
+            raise ParameterError(f"kernels must be one of {sorted(KERNEL_PATHS)}, got {kernels!r}")
+        if seed_sets != [0]:
+            raise ParameterError(f"--kernels runs seed set 0 only (the records it is compared with), got {seed_sets}")
+    elif 0 in seed_sets:
         raise ParameterError("seed_sets must not hold 0: seed set 0 is the records in results/: run it with `dvc repro`, not here")
     for stage in stages:  # every parameter before any run
         check_params(stage, profile, seed_sets[0])
@@ -108,7 +124,7 @@ def run(seed_sets, stages=None, jobs: int = 1, profile: str | None = None, root:
           flush=True)
     failed = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(run_one, s, k, profile, root): (s, k) for s, k in pairs}
+        futures = {pool.submit(run_one, s, k, profile, root, kernels): (s, k) for s, k in pairs}
         for i, future in enumerate(as_completed(futures), 1):
             (stage, k), (rc, seconds, log) = futures[future], future.result()
             status = "ok" if rc == 0 else f"FAILED (exit {rc}; see {log.relative_to(root)})"
@@ -157,8 +173,19 @@ def collect(root: Path = REPO_ROOT, profile: str | None = None, seed_sets=None) 
                 verdicts.setdefault(c["id"], {})[k] = c["verdict"]
                 reasons.setdefault(c["id"], {})[k] = c["reason"]
                 checks.setdefault(c["id"], {})[k] = c["checks"]
+    paths = {}
+    for folder in sorted((root / KERNEL_PATH_DIR).glob("*")) if (root / KERNEL_PATH_DIR).is_dir() else []:
+        for path in sorted(folder.glob("results/*/claims.json")):
+            record = validate_record(json.loads(path.read_text()))
+            if record["environment"].get("seed_set") != 0 or record["profile"] != profile:
+                ignored.append(f"{path.relative_to(root).as_posix()}: not seed set 0 under profile {profile}")
+                continue
+            for c in record["claims"]:
+                if designs.get(c["id"]) in (None, (c.get("design") or {}).get("hash")):
+                    paths.setdefault(folder.name, {})[c["id"]] = {"verdict": c["verdict"], "checks": c["checks"],
+                                                                  "kernels": record["environment"]["kernels"]}
     return {"profile": profile, "seed_sets": seed_sets, "verdicts": verdicts, "reasons": reasons,
-            "checks": checks, "sources": sources, "runtime_s": runtime, "ignored": ignored}
+            "checks": checks, "sources": sources, "runtime_s": runtime, "ignored": ignored, "kernel_paths": paths}
 
 
 def _current_designs(profile: str) -> dict:
@@ -232,6 +259,19 @@ def render(data: dict, commit: str | None) -> str:
     flip_lines = [f"- `{f['claim']}`, seed set {f['seed_set']}: {f['verdict'].replace('_', ' ')} "
                   f"(seed set 0: {f['seed_set_0'].replace('_', ' ')}). Cause: {f['cause']}.\n"
                   f"  Its record: {f['reason']}" for f in flips(data)]
+    kernel_lines = []
+    for name, claims in data["kernel_paths"].items():
+        same = [cid for cid, c in claims.items() if data["verdicts"].get(cid, {}).get(0) == c["verdict"]]
+        differ = [cid for cid in claims if cid not in same]
+        env = next(iter(claims.values()))["kernels"]
+        selected = ", ".join(f"{k}={v}" for k, v in env.items() if k != "mkldnn_enabled" and v)
+        kernel_lines.append(f"- **{name}** ({selected}): {len(same)} of {len(claims)} verdicts as on the default path"
+                            + ("" if not differ else "; differ: " + "; ".join(
+                                f"`{cid}` {claims[cid]['verdict'].replace('_', ' ')} (default: "
+                                f"{data['verdicts'][cid][0].replace('_', ' ')}; cause: " + flip_cause(
+                                    {0: data["verdicts"][cid][0], 1: claims[cid]["verdict"]},
+                                    {0: data["checks"][cid][0], 1: claims[cid]["checks"]}).replace("seed set 1", name)
+                                .replace("seed set 0", "default") + ")" for cid in differ)))
     src = [f"- seed set {k}: `{data['sources'][k]}/results/*/claims.json`, stage time "
            f"{data['runtime_s'][k] / 60:.1f} min" if k in data["sources"] else f"- seed set {k}: not run"
            for k in sets]
@@ -241,6 +281,9 @@ def render(data: dict, commit: str | None) -> str:
             "is the committed records, the others run by `python -m initrepro.core.stability run --seed-sets ...`.\n"
             "A record is used only for the seed set and profile it was made under.\n\n"
             + "\n".join(rows) + "\n\n## Flips\n\n" + ("\n".join(flip_lines) or "None: every verdict held.")
+            + "\n\n## Other CPU kernel paths, seed set 0\n\n"
+            + ("Stages run by `python -m initrepro.core.stability run --seed-sets 0 --kernels <path>` into "
+               "`reports/kernel_paths/<path>/`:\n\n" + "\n".join(kernel_lines) if kernel_lines else "None run.")
             + "\n\n## Sources\n\n" + "\n".join(src) + "\n")
     if data["ignored"]:
         text += "\nIgnored records:\n\n" + "\n".join(f"- {why}" for why in data["ignored"]) + "\n"
@@ -263,6 +306,8 @@ def report(root: Path = REPO_ROOT, profile: str | None = None) -> dict:
     out = {"commit": commit, "profile": data["profile"], "seed_sets": data["seed_sets"],
            "verdicts": {c: {str(k): v for k, v in sorted(vs.items())} for c, vs in data["verdicts"].items()},
            "flips": flips(data), "sources": {str(k): v for k, v in data["sources"].items()},
+           "kernel_paths": {name: {cid: c["verdict"] for cid, c in claims.items()}
+                            for name, claims in data["kernel_paths"].items()},
            "ignored": data["ignored"]}
     atomic_write_text(root / "reports" / "stability.json", json.dumps(out, indent=2) + "\n")
     return out
@@ -276,6 +321,8 @@ def main(argv: list[str] | None = None, root: Path = REPO_ROOT) -> int:
     p_run.add_argument("--stages", nargs="+", default=None)
     p_run.add_argument("--jobs", type=int, default=1)
     p_run.add_argument("--profile", default=None)
+    p_run.add_argument("--kernels", default=None, choices=sorted(KERNEL_PATHS),
+                       help="run seed set 0 on another CPU kernel path into reports/kernel_paths/<name>/")
     p_rep = sub.add_parser("report", help="write reports/stability.{md,json} (the default)")
     p_rep.add_argument("--profile", default=None)
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
@@ -283,7 +330,7 @@ def main(argv: list[str] | None = None, root: Path = REPO_ROOT) -> int:
         from initrepro.core.pipeline import ParameterError
 
         try:
-            return run(args.seed_sets, args.stages, args.jobs, args.profile, root)
+            return run(args.seed_sets, args.stages, args.jobs, args.profile, root, args.kernels)
         except ParameterError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -123,3 +123,15 @@ def test_constnet_cuda_arm_breaks_symmetry_in_a_few_steps():
                        progress=False)
     assert result.skipped is None and result.tracker.min_distinct[0] == 1  # identical filters at init
     assert result.tracker.max_distinct[-1] > 1, "cuDNN's kernels left every filter identical"
+
+
+@pytest.mark.gpu
+def test_bf16_training_runs_and_learns_on_cuda():
+    from initrepro.data import load_dataset
+    from initrepro.models.mlp import mlp
+    from initrepro.training import TrainConfig, train
+
+    train_set, test_set = load_dataset("digits", seed=0)
+    history = train(mlp(64, 64, 2, 10), train_set, test_set,
+                    TrainConfig(epochs=3, lr=0.1, device="cuda", bf16=True), progress=False)
+    assert not history.diverged and history.test_acc[-1] > 0.8

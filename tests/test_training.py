@@ -51,7 +51,8 @@ def test_divergence_is_recorded_not_raised(digits):
 
 
 @pytest.mark.parametrize("kwargs, name", [(dict(epochs=0), "epochs"), (dict(lr=0.0), "lr"),
-                                          (dict(momentum=1.0), "momentum"), (dict(weight_decay=-1.0), "weight_decay")])
+                                          (dict(momentum=1.0), "momentum"), (dict(weight_decay=-1.0), "weight_decay"),
+                                          (dict(bf16=True), "bf16 needs a CUDA device")])
 def test_bad_config_names_the_option(kwargs, name):
     with pytest.raises(ValueError, match=name):
         TrainConfig(**kwargs)

@@ -58,6 +58,9 @@ class TrainConfig:
     max_steps: int | None = None  # stop early after this many optimizer steps
     warmup_epochs: float = 0.0  # linear lr warmup from lr/steps to lr over these epochs (per step)
     device: str = "cpu"  # model and batches move here ("cuda" on a GPU)
+    # bf16 autocast of forward and loss on CUDA (the paper profile's speed option); off where
+    # exact arithmetic decides a claim (ConstNet's symmetry)
+    bf16: bool = False
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -73,6 +76,8 @@ class TrainConfig:
             raise ValueError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs}")
         if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device must be one available here ('cpu'), got {self.device!r}: no CUDA")
+        if self.bf16 and torch.device(self.device).type != "cuda":
+            raise ValueError(f"bf16 needs a CUDA device, got device {self.device!r}")
 
 
 @dataclass
@@ -95,14 +100,20 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat(members), reduction="sum") / len(y)
 
 
+def autocast(device: str | torch.device, bf16: bool):
+    """bf16 autocast on CUDA when ``bf16``; a no-op context otherwise."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and torch.device(device).type == "cuda")
+
+
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, data: TensorData, batch_size: int = 1000,
-             device: str | torch.device = "cpu") -> float | list[float]:
+             device: str | torch.device = "cpu", bf16: bool = False) -> float | list[float]:
     """Test accuracy; a list with one entry per member for an ensemble."""
     was_training = model.training
     model.eval()
-    correct = sum((model(x.to(device)).argmax(-1) == y.to(device)).sum(-1).cpu()
-                  for x, y in batches(data, batch_size, shuffle=False))
+    with autocast(device, bf16):
+        correct = sum((model(x.to(device)).argmax(-1) == y.to(device)).sum(-1).cpu()
+                      for x, y in batches(data, batch_size, shuffle=False))
     model.train(was_training)
     return (correct / len(data)).tolist()
 
@@ -134,7 +145,8 @@ def train(model: torch.nn.Module, train_set: TensorData, test_set: TensorData, c
                 decay = cfg.gamma ** sum(m <= epoch for m in cfg.milestones)
                 for group in optimizer.param_groups:
                     group["lr"] = group["initial_lr"] * decay * min(1.0, (step + 1) / warmup_steps)
-            loss = loss_fn(model(x), y)
+            with autocast(cfg.device, cfg.bf16):
+                loss = loss_fn(model(x), y)
             if not math.isfinite(loss.item()):
                 history.diverged = True
                 break
@@ -155,7 +167,7 @@ def train(model: torch.nn.Module, train_set: TensorData, test_set: TensorData, c
         history.epoch.append(epoch + 1)
         history.step.append(step)
         history.train_loss.append(total / max(count, 1))
-        history.test_acc.append(accuracy(model, test_set, device=cfg.device))
+        history.test_acc.append(accuracy(model, test_set, device=cfg.device, bf16=cfg.bf16))
         bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", acc=f"{np.mean(history.test_acc[-1]):.3f}", refresh=False)
         if cfg.max_steps is not None and step >= cfg.max_steps:
             break

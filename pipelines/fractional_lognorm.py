@@ -55,6 +55,8 @@ chance = 0.1  # 10 classes
 train_margin = 0.0  # superiority margin of s-moment - Kaiming final test accuracy
 train_effect = 0.01  # the improvement the power statement is for (the paper gives no accuracy numbers)
 control_min_gain = 0.1  # Kaiming (positive control) median accuracy at least chance + this
+device = "cpu"  # samplers draw and the MLPs train here ("cuda" on a GPU)
+replot = False  # True: redraw the figures from the committed measurements (`make figures`)
 
 # %%
 import math
@@ -64,37 +66,38 @@ import numpy as np
 import torch
 from scipy import stats
 
-from initrepro.core.claims import Check, StageRecord, derive_verdict
+from initrepro.core.claims import Check, StageRecord
+from initrepro.core.plotting import scheme_color, subplots
+from initrepro.core.seeding import shift
+from initrepro.core.verdicts import compare, pooled_critical_value, positive_control, seeds_needed, two_stage
 from initrepro.data import load_dataset
 from initrepro.init.dense import reinit_linear_
-from initrepro.studies.fractional import (gaussianity_z, ks_z, two_sided_score, log_norm_ratios, moment_difference_z, moment_z,
-                               pooled_power, rotational_log_norms, rotational_log_ratios, samples_for_power,
-                               standardized_lognorm, variance_difference_z)
 from initrepro.models import mlp
 from initrepro.models.ensemble import Ensemble
-from initrepro.core.plotting import subplots
-from initrepro.core.seeding import shift
+from initrepro.studies.fractional import (gaussianity_z, ks_z, layer_moments, log_norm_ratios, moment_difference_z,
+                                          moment_z, pooled_power, rotational_log_norms, rotational_log_ratios,
+                                          samples_for_power, standardized_lognorm, two_sided_score,
+                                          variance_difference_z)
 from initrepro.theory.fractional import (he_sigma, lognorm_limit, sigma_s, sigma_s_closed_form,
                                          small_output_probability)
 from initrepro.training import TrainConfig, train
-from initrepro.core.verdicts import compare, pooled_critical_value, positive_control, seeds_needed, two_stage
 
 seed = shift(seed, seed_set)
 mc_seeds = {name: shift(value, seed_set) for name, value in mc_seeds.items()}
 train_seeds = shift(train_seeds, seed_set)
 torch.manual_seed(seed)
-record = StageRecord("fractional_lognorm", profile, seed=seed, output_root=output_root, seed_set=seed_set)
-train_set, test_set = load_dataset(dataset, seed=seed, n_train=n_train)  # fail early on missing data
+record = StageRecord("fractional_lognorm", profile, seed=seed, output_root=output_root, seed_set=seed_set,
+                     replot=replot)
 slope = {"relu": 0.0, "leaky_relu": negative_slope, "linear": 0.0}
 configs = [(activation, float(s)) for activation, s in configs]
 labels = [f"{activation} s={s:g}" for activation, s in configs]
 activations = sorted({activation for activation, _ in configs})
+# the classical scale each configuration's negative control uses (s = 2 of sigma_s)
+classical = {"relu": "He", "leaky_relu": "He", "linear": "LeCun"}
+
+# %% tags=["compute"]
+train_set, test_set = load_dataset(dataset, seed=seed, n_train=n_train)  # fail early on missing data
 seconds = {}
-
-
-def verdict_of(*evidence):
-    """The verdict the claim's checks imply (for figure titles; the record derives the same)."""
-    return derive_verdict([c for e in evidence for c in (e.checks if hasattr(e, "checks") else [e])])
 
 # %% [markdown]
 # ## Precondition: the rotational sampler agrees with the matrix path
@@ -111,7 +114,7 @@ def verdict_of(*evidence):
 # 2 x 10^5 per-layer samples, i.e. 0.0094 sd of R^s) is found with probability >= 80% at
 # the family's Bonferroni critical value.
 
-# %%
+# %% tags=["compute"]
 start, cpu_start = time.perf_counter(), time.process_time()
 gen_validate = torch.Generator().manual_seed(mc_seeds["validate"])
 effect = failed_bias["z"] / math.sqrt(failed_bias["samples"])  # bias in sd of R^s per sample
@@ -130,8 +133,9 @@ def validation_sample():
     for activation in activations:
         sigma = sigma_s(width, validate_s, activation, slope[activation])
         args = (width, validate_depth, sigma, activation, slope[activation])
-        matrix = log_norm_ratios(validate_networks, *args, generator=gen_validate)
-        rotational = rotational_log_ratios(validate_ratio * validate_networks, *args, generator=gen_validate)
+        matrix = log_norm_ratios(validate_networks, *args, generator=gen_validate, device=device)
+        rotational = rotational_log_ratios(validate_ratio * validate_networks, *args, generator=gen_validate,
+                                           device=device)
         for (act, s), label in zip(configs, labels):
             if act == activation:
                 shift_log = math.log(sigma_s(width, s, act, slope[act]) / sigma)
@@ -160,6 +164,10 @@ validation_measured = {
     "matrix_samples_needed": needed, "matrix_samples": n_matrix, "rotational_samples": validate_ratio * n_matrix,
     "power_of_the_failed_design": power_failed_design,
     "E R^s": {label: [samples[j][0][label] for j in range(2)] for label in labels}}
+record.measure("sampler_validation", {"moment_z_pooled": sampler_moment.measured["z_pooled"],
+                                      "moment_critical_z": sampler_moment.measured["critical_z"],
+                                      "lognorm_z_pooled": sampler_lognorm.measured["z_pooled"],
+                                      "lognorm_critical_z": sampler_lognorm.measured["critical_z"]})
 print(f"validation: power {power:.3f} ({n_matrix} matrix-path samples per activation, {needed} needed); "
       f"{seconds['sampler validation']}")
 
@@ -169,18 +177,24 @@ print(f"validation: power {power:.3f} ({n_matrix} matrix-path samples per activa
 # `verdicts.two_stage`: two independent rotational samples, pooled, Bonferroni at 0.1%.
 # Negative controls that can fail: under He / LeCun (s < 2) E R^s - 1 must lie below minus the
 # family's critical value. Precondition: the sampler validation above (moments) and its power.
+# The mean of R^s at every layer is kept for the figure (`layer_moments`: the same samples, the
+# pooled test's mean is the mean of those per-layer means).
 
-# %%
+# %% tags=["compute"]
 start, cpu_start = time.perf_counter(), time.process_time()
 gen_moment = torch.Generator().manual_seed(mc_seeds["moment"])
+per_layer = {label: {} for label in labels}  # label -> arm -> [(means, ses) per sample]
 
 
 def moment_sample(i, sigma=None):
     activation, s = configs[i]
     a = slope[activation]
+    arm = "sigma_s" if sigma is None else classical[activation]
     sigma = sigma_s(width, s, activation, a) if sigma is None else sigma
-    return moment_z(rotational_log_ratios(moment_networks, width, moment_depth, sigma, activation, a,
-                                          generator=gen_moment), s)
+    log_r = rotational_log_ratios(moment_networks, width, moment_depth, sigma, activation, a, generator=gen_moment,
+                                  device=device)
+    per_layer[labels[i]].setdefault(arm, []).append(layer_moments(log_r, s))
+    return moment_z(log_r, s)
 
 
 moment_runs = [[moment_sample(i) for i in range(len(configs))] for _ in range(2)]
@@ -196,37 +210,14 @@ for i, (label, (activation, s)) in enumerate(zip(labels, configs)):
         negative_checks.append(Check(f"{label}: z of E R^s - 1 under He/LeCun (negative control)", z_he, "<",
                                      -moment_ev.measured["critical_z"]))
 seconds["moment"] = {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu_start}
-moment_verdict = verdict_of(power_check, sampler_moment, moment_ev, *negative_checks)
-
-crit = moment_ev.measured["critical_z"]
-fig, (ax_m, ax_v) = subplots(1, 2, figsize=(11, 4.2))
-x = np.arange(len(labels))
-for j, (marker, name) in enumerate((("o", "sample 1"), ("s", "sample 2"))):
-    mean = np.array([moment_table[k]["E R^s"][j] for k in labels])
-    se = np.array([moment_table[k]["se"][j] for k in labels])
-    ax_m.errorbar(x + (j - 0.5) * 0.15, mean - 1, yerr=crit * se, fmt=marker, color="C0", capsize=3,
-                  label=f"sigma_s, {name} (bars: +-{crit:.2f} se)")
-he_x = [i for i, k in enumerate(labels) if "E R_He^s" in moment_table[k]]
-ax_m.plot(he_x, [moment_table[labels[i]]["E R_He^s"] - 1 for i in he_x], "v", color="C3",
-          label="He / LeCun (negative control)")
-ax_m.axhline(0, color="k", lw=1, label="claim: E R^s = 1")
-ax_m.set_yscale("symlog", linthresh=1e-4)
-ax_m.set_ylim(-0.03, 0.01)  # He / LeCun lie near -0.01
-ax_m.set(xticks=x, ylabel="E R^s - 1 (per layer, R = ||x_k|| / ||x_{k-1}||)")
-ax_m.set_xticklabels(labels, rotation=30, ha="right")
-ax_m.legend(fontsize=7, loc="lower left")
-for name, ev, marker in (("E R^s - 1 under sigma_s", moment_ev, "o"),
-                         ("matrix path - rotational, E R^s", sampler_moment, "D")):
-    ax_v.plot(x, [ev.measured["z_pooled"][k] for k in labels], marker, label=f"{name} (pooled z)")
-ax_v.axhspan(-crit, crit, color="0.9", label=f"pass: |z| <= {crit:.2f} (0.1% family-wise)")
-ax_v.set(xticks=x, ylabel="pooled z of two independent samples", ylim=(-1.3 * crit, 1.3 * crit))
-ax_v.set_xticklabels(labels, rotation=30, ha="right")
-ax_v.legend(fontsize=7)
-fig.suptitle(f"fractional.moment_preserved: sigma_s keeps E||x_k||^s = ||x_(k-1)||^s, He/LeCun do not (s < 2) "
-             f"-- {moment_verdict.replace('_', ' ')}", fontsize=10)
-fig_moment = record.figure(fig, "moment_preserved.png")
+record.measure("moment", {"per_config": moment_table, "z_pooled": moment_ev.measured["z_pooled"],
+                          "critical_z": moment_ev.measured["critical_z"]})
+# per layer: the mean of R^s over both samples' networks and its standard error
+record.measure("moment_per_layer", {
+    label: {arm: {"mean": np.mean([m for m, _ in runs], axis=0),
+                  "se": np.sqrt(np.sum([np.square(se) for _, se in runs], axis=0)) / len(runs)}
+            for arm, runs in arms.items()} for label, arms in per_layer.items()})
 record.claim("fractional.moment_preserved", [power_check, sampler_moment, moment_ev, *negative_checks],
-             figures=[fig_moment],
              measured={"per_config": moment_table, "sampler_validation": validation_measured},
              reason=f"{2 * moment_networks * moment_depth} i.i.d. per-layer samples of R per configuration over two "
                     f"samples, width {width}; negative controls: z under He/LeCun from "
@@ -237,34 +228,21 @@ record.claim("fractional.moment_preserved", [power_check, sampler_moment, moment
 # %% [markdown]
 # ## Claim: s = 2 recovers He and LeCun exactly; sigma_s against s, exact and closed form
 
-# %%
+# %% tags=["compute"]
 widths_exact = [1, 2, 16, 64, 1024]
 classical_error = max(
     max(abs(sigma_s(d, 2.0, "relu") ** 2 * d / 2 - 1),
         abs(sigma_s(d, 2.0, "leaky_relu", negative_slope) ** 2 * d * (1 + negative_slope ** 2) / 2 - 1),
         abs(sigma_s(d, 2.0, "linear") ** 2 * d - 1))
     for d in widths_exact)
-
 s_grid = np.linspace(0.05, 2.0, 40)
-fig, axes = subplots(1, 2, figsize=(10, 4), sharey=False)
-for ax, activation in zip(axes, ["relu", "linear"]):
-    for d in sigma_widths:
-        exact = [sigma_s(d, s, activation) ** 2 * d for s in s_grid]
-        closed = [sigma_s_closed_form(d, s, activation) ** 2 * d for s in s_grid]
-        line, = ax.plot(s_grid, exact, label=f"d = {d}, exact")
-        ax.plot(s_grid, closed, "--", color=line.get_color(), label=f"d = {d}, authors' 1/d form")
-    ax.set(xlabel="moment order s", ylabel="d * sigma_s^2", title=f"{activation}")
-axes[0].legend(fontsize=8)
+record.measure("sigma_s", {"s": s_grid, "curves": {
+    activation: {str(d): {"exact": [sigma_s(d, s, activation) ** 2 * d for s in s_grid],
+                          "closed": [sigma_s_closed_form(d, s, activation) ** 2 * d for s in s_grid]}
+                 for d in sigma_widths} for activation in ("relu", "linear")}})
 classical_check = Check("max |sigma_2^2 / sigma_He^2 - 1| over widths and activations", classical_error, "<=",
                         classical_tolerance)
-for ax in axes:
-    ax.axvline(2.0, color="k", lw=0.8)
-    ax.plot([2.0], [2.0 if ax is axes[0] else 1.0], "k*", ms=10, label="He (2) / LeCun (1) at s = 2")
-fig.suptitle(f"fractional.recovers_classical: sigma_2 is He / LeCun -- {verdict_of(classical_check).replace('_', ' ')} "
-             f"(max relative error {classical_error:.1e} <= {classical_tolerance:g})", fontsize=10)
-fig_sigma = record.figure(fig, "sigma_s.png")
-record.claim("fractional.recovers_classical", [classical_check],
-             figures=[fig_sigma], measured={"widths": widths_exact},
+record.claim("fractional.recovers_classical", [classical_check], measured={"widths": widths_exact},
              reason=f"exact sigma_s at s = 2 against 2/d, 2/((1+a^2) d) and 1/d for d in {widths_exact}.")
 
 # %% [markdown]
@@ -275,7 +253,7 @@ record.claim("fractional.recovers_classical", [classical_check],
 # the shape is the asymptotic part. All tests form one two_stage family on two independent
 # samples, pooled. Precondition: the sampler validation above (log-norms).
 
-# %%
+# %% tags=["compute"]
 start, cpu_start = time.perf_counter(), time.process_time()
 gen_lognorm = torch.Generator().manual_seed(mc_seeds["lognorm"])
 limits = {key: lognorm_limit(width, key[1], key[0], slope[key[0]]) for key in configs}
@@ -284,7 +262,7 @@ limits = {key: lognorm_limit(width, key[1], key[0], slope[key[0]]) for key in co
 def lognorm_z(i):
     activation, s = configs[i]
     g = rotational_log_norms(lognorm_networks, width, lognorm_depth, sigma_s(width, s, activation, slope[activation]),
-                             activation, slope[activation], generator=gen_lognorm)
+                             activation, slope[activation], generator=gen_lognorm, device=device)
     return standardized_lognorm(g, lognorm_depth, *limits[configs[i]])
 
 
@@ -298,27 +276,17 @@ gauss_table = {label: {"mu": limits[key][0], "rho2": limits[key][1], "mean_z": s
                        "var_z": standardized[label].var().item(), "networks": len(standardized[label])}
                for label, key in zip(labels, configs)}
 seconds["lognorm"] = {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu_start}
-lognorm_verdict = verdict_of(power_check, sampler_lognorm, gauss_ev)
-
-main = "relu s=1"
-fig, (ax_hist, ax_qq) = subplots(1, 2, figsize=(10, 4))
-grid = np.linspace(-4, 4, 200)
-for label in labels:
-    ax_hist.hist(standardized[label].numpy(), bins=np.linspace(-4, 4, 41), density=True, histtype="step", label=label)
-ax_hist.plot(grid, stats.norm.pdf(grid), "k", lw=2, label="N(0, 1)")
-ax_hist.set(xlabel="(log||x_L|| - log||x_0|| - L mu) / sqrt(L rho^2)", ylabel="density",
-            title=f"width {width}, depth {lognorm_depth}, {2 * lognorm_networks} networks each")
-ax_hist.legend(fontsize=7)
+main = "relu s=1"  # the configuration of the quantile plot
+hist_edges = np.linspace(-4, 4, 41)
 z_main = np.sort(standardized[main].numpy())
-theoretical = stats.norm.ppf((np.arange(1, len(z_main) + 1) - 0.5) / len(z_main))
-ax_qq.plot(theoretical, z_main, ".", ms=2)
-ax_qq.plot([-4.5, 4.5], [-4.5, 4.5], "k--")
-ax_qq.set(xlabel="N(0, 1) quantile", ylabel="standardized log-norm quantile", title=f"QQ plot, {main}")
-fig.suptitle(f"fractional.lognorm_gaussian: (log||x_L|| - L mu) / sqrt(L rho^2) is N(0, 1) -- "
-             f"{lognorm_verdict.replace('_', ' ')} (max pooled |z| {max(abs(v) for v in gauss_ev.measured['z_pooled'].values()):.2f} "
-             f"against {gauss_ev.measured['critical_z']:.2f})", fontsize=10)
-fig_gauss = record.figure(fig, "lognorm_gaussian.png")
-record.claim("fractional.lognorm_gaussian", [power_check, sampler_lognorm, gauss_ev], figures=[fig_gauss],
+probs = (np.arange(1, min(len(z_main), 1000) + 1) - 0.5) / min(len(z_main), 1000)
+record.measure("lognorm", {
+    "edges": hist_edges, "density": {label: np.histogram(z.numpy(), bins=hist_edges, density=True)[0]
+                                     for label, z in standardized.items()},
+    "networks": {label: len(z) for label, z in standardized.items()},
+    "qq": {"config": main, "normal": stats.norm.ppf(probs), "measured": np.quantile(z_main, probs)},
+    "z_pooled": gauss_ev.measured["z_pooled"], "critical_z": gauss_ev.measured["critical_z"]})
+record.claim("fractional.lognorm_gaussian", [power_check, sampler_lognorm, gauss_ev],
              measured={"per_config": gauss_table,
                        "sampler_validation": {k: validation_measured[k] for k in
                                               ("matrix_samples", "rotational_samples", "power")}},
@@ -329,41 +297,28 @@ record.claim("fractional.lognorm_gaussian", [power_check, sampler_lognorm, gauss
 # %% [markdown]
 # ## Claim: small outputs are rarer than under He (by more than `small_output_min_z` standard errors)
 
-# %%
+# %% tags=["compute"]
 start, cpu_start = time.perf_counter(), time.process_time()
 gen_small = torch.Generator().manual_seed(mc_seeds["small_outputs"])
 curves = {name: rotational_log_ratios(small_output_networks, width, small_output_depth, sigma,
-                                      generator=gen_small).cumsum(dim=1)
+                                      generator=gen_small, device=device).cumsum(dim=1)
           for name, sigma in (("sigma_s", sigma_s(width, small_output_s)), ("He", he_sigma(width)))}
 p_small = {name: (g < -small_output_t).double().mean(0).numpy() for name, g in curves.items()}
 p_s, p_he = p_small["sigma_s"][-1], p_small["He"][-1]
 se = np.sqrt((p_s * (1 - p_s) + p_he * (1 - p_he)) / small_output_networks)
 z_small = (p_he - p_s) / se
-
 layers = np.arange(1, small_output_depth + 1)
-fig, ax = subplots(figsize=(6, 4))
-ax.plot(layers, p_small["He"], ".", ms=3, color="C0", label="He, Monte Carlo")
-ax.plot(layers, small_output_probability(layers, width, small_output_t, sigma=he_sigma(width)), color="C0",
-        label="He, Gaussian limit")
-ax.plot(layers, p_small["sigma_s"], ".", ms=3, color="C1", label=f"sigma_s (s = {small_output_s}), Monte Carlo")
-ax.plot(layers, small_output_probability(layers, width, small_output_t, s=small_output_s), color="C1",
-        label=f"sigma_s (s = {small_output_s}), Gaussian limit")
+record.measure("small_outputs", {
+    "depth": layers, "monte_carlo": p_small, "se": se, "z": z_small,
+    "gaussian_limit": {"He": small_output_probability(layers, width, small_output_t, sigma=he_sigma(width)),
+                       "sigma_s": small_output_probability(layers, width, small_output_t, s=small_output_s)}})
 # Three-way: decided only when |z| clears the registered threshold, either way.
 small_decided = Check(f"|P_He - P_s| / se at depth {small_output_depth} (decided either way)", abs(z_small), ">",
                       small_output_min_z, precondition=True)
 small_check = Check(f"(P_He - P_s) / se at depth {small_output_depth}", z_small, ">", small_output_min_z)
-ax.errorbar([small_output_depth], [p_he], yerr=[small_output_min_z * se], fmt="none", color="k", capsize=4,
-            label=f"P_He -+ {small_output_min_z:g} se (P_s must lie below)")
-ax.set(xlabel="depth L", ylabel=f"P(log||x_L|| - log||x_0|| < -{small_output_t})",
-       title=f"fractional.fewer_small_outputs (ReLU, width {width}): {verdict_of(small_decided, small_check).replace('_', ' ')}\n"
-             f"(P_He - P_s) / se = {z_small:.1f} at depth {small_output_depth}, threshold {small_output_min_z:g}",
-       )
-ax.title.set_fontsize(9)
-ax.legend(fontsize=8)
-fig_small = record.figure(fig, "small_outputs.png")
 seconds["small outputs"] = {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu_start}
 record.claim("fractional.fewer_small_outputs", [small_decided, small_check],
-             figures=[fig_small], measured={"p_small_sigma_s": p_s, "p_small_he": p_he, "t": small_output_t},
+             measured={"p_small_sigma_s": p_s, "p_small_he": p_he, "t": small_output_t},
              reason=f"ReLU, s = {small_output_s}, width {width}: P(log||x_L|| - log||x_0|| < -{small_output_t}) at "
                     f"depth {small_output_depth} is {p_s:.3f} under sigma_s and {p_he:.3f} under He "
                     f"({small_output_networks} networks each).")
@@ -376,7 +331,7 @@ record.claim("fractional.fewer_small_outputs", [small_decided, small_check],
 # `train_margin`, fixed before the run; the paper gives no accuracy numbers) with Kaiming as
 # the positive control.
 
-# %%
+# %% tags=["compute"]
 start, cpu_start = time.perf_counter(), time.process_time()
 schemes = {"s-moment": ("fractional", {"s": train_s}), "Kaiming": ("kaiming", {})}
 members = []
@@ -385,12 +340,14 @@ for run_seed in train_seeds:
         torch.manual_seed(run_seed)  # PyTorch's default biases, shared by the pair
         model = mlp(int(np.prod(train_set.input_shape)), train_width, train_depth, train_set.num_classes)
         members.append(reinit_linear_(model, scheme, generator=torch.Generator().manual_seed(run_seed), **kwargs))
-cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, momentum=0.0, seed=seed)
+cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, momentum=0.0, seed=seed, device=device)
 history = train(Ensemble(members), train_set, test_set, cfg, desc=f"{len(members)} networks")
 acc = np.array(history.test_acc).reshape(len(history.test_acc), len(train_seeds), len(schemes))
 runs = {name: acc[:, :, i].T for i, name in enumerate(schemes)}  # (seeds, epochs)
 final = {name: r[:, -1] for name, r in runs.items()}
 seconds["training"] = {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu_start}
+record.curve("test_accuracy", {f"{name} seed {s}": (history.epoch, r[k]) for name, r in runs.items()
+                               for k, s in enumerate(train_seeds)}, x="epoch", y="test accuracy")
 train_checks = [Check("ensemble members diverged (NaN loss: the shared training loop stopped)", int(history.diverged),
                       "==", 0, precondition=True),
                 positive_control("Kaiming", final["Kaiming"], chance, control_min_gain),
@@ -401,36 +358,183 @@ cmp = train_checks[-1].measured
 sd_used = max(cmp["sd_diff"], cmp["sd_floor"])
 train_power = {"sd_diff": cmp["sd_diff"], "effect": train_effect, "seeds_needed": seeds_needed(sd_used, train_effect),
                "seeds_run": len(train_seeds)}
-
-fig, (ax, ax_d) = subplots(1, 2, figsize=(11, 4))
-for name, r in runs.items():
-    epochs_axis = np.arange(1, r.shape[1] + 1)
-    ax.plot(epochs_axis, r.mean(0), label=f"{name} (mean of {len(r)} seeds)")
-    ax.fill_between(epochs_axis, r.min(0), r.max(0), alpha=0.2, label=f"{name} (min to max)")
-ax.set(xlabel="epoch", ylabel="test accuracy", title=f"{train_depth}-layer ReLU MLP, width {train_width}, {dataset}")
-ax.legend(fontsize=8)
-diff = final["s-moment"] - final["Kaiming"]
-ax_d.plot(np.arange(len(diff)), diff, "o", label="per seed")
-ax_d.axhline(train_margin, color="k", lw=1, label=f"superiority margin {train_margin:g}")
-ax_d.axhspan(cmp["ci_low"], cmp["ci_high"], color="C1", alpha=0.3,
-             label=f"95% CI {cmp['ci_low']:.3f} to {cmp['ci_high']:.3f}")
-ax_d.axhline(cmp["mean_diff"], color="C1", label=f"mean {cmp['mean_diff']:.3f}")
-ax_d.set(xlabel="paired seed", ylabel="final test accuracy, s-moment - Kaiming")
-ax_d.legend(fontsize=8)
-fig.suptitle(f"fractional.training_improves: s-moment (s = {train_s}) beats Kaiming -- "
-             f"{verdict_of(*train_checks).replace('_', ' ')}", fontsize=10)
-fig_train = record.figure(fig, "training.png")
+record.measure("training", {"final_test_acc": final, "seeds": train_seeds,
+                            "paired": {k: cmp[k] for k in ("mean_diff", "ci_low", "ci_high")}})
 record.claim("fractional.training_improves", train_checks,
-             figures=[fig_train], measured={"final_test_acc": {k: v.tolist() for k, v in final.items()},
-                                            "power": train_power, "n_test": len(test_set),
-                                            "section_seconds": seconds},
+             measured={"final_test_acc": {k: v.tolist() for k, v in final.items()},
+                       "power": train_power, "n_test": len(test_set),
+                       "section_seconds": seconds},
              reason=f"{dataset} ({n_train} training images, {len(test_set)} test), {len(train_seeds)} paired seeds, "
                     f"{epochs} epochs, plain SGD lr {lr}, s = {train_s}; mean final accuracy "
                     f"{final['s-moment'].mean():.3f} (s-moment) and {final['Kaiming'].mean():.3f} (Kaiming); at this "
                     f"spread (sd {sd_used:.3f}) about {train_power['seeds_needed']} paired seeds would find an "
                     f"improvement of {train_effect:g} with 80% power.")
 
+# %% [markdown]
+# ## Figures, drawn from the measurements alone (`make figures` redraws them)
+# R = ||x_k|| / ||x_(k-1)||: how much one layer scales the norm of its input. sigma_s is the
+# weight scale of the s-moment scheme; He (ReLU, leaky ReLU) and LeCun (linear) are the
+# classical scales, the same as sigma_s at s = 2.
+
 # %%
+per_layer = record.measurements["moment_per_layer"]
+crit = record.measurements["moment"]["critical_z"]
+ncols = min(4, len(labels))
+nrows = math.ceil(len(labels) / ncols)
+fig, axes = subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), squeeze=False, sharex=True)
+for ax, label in zip(axes.ravel(), labels):
+    depth_axis = np.arange(1, len(per_layer[label]["sigma_s"]["mean"]) + 1)
+    ours = per_layer[label]["sigma_s"]
+    band = crit * np.asarray(ours["se"])
+    ax.fill_between(depth_axis, 1 - band, 1 + band, color="0.85", label=f"tolerance (1 +- {crit:.2f} se)")
+    ax.axhline(1.0, color="black", lw=1, label="expected: 1")
+    ax.plot(depth_axis, ours["mean"], "o", ms=3, color=scheme_color("s-moment"), label="sigma_s")
+    for arm, values in per_layer[label].items():
+        if arm != "sigma_s":
+            ax.plot(depth_axis, values["mean"], "v", ms=3, color=scheme_color(arm), label=f"{arm} (control)")
+    ax.set_title(label.replace("_", " ").replace("s=", "moment order s = "), fontsize="small")
+# one legend for the identical panels: in the spare panel where there is one, else below them
+handles = {h.get_label(): h for ax in axes.ravel()[:len(labels)] for h in ax.get_legend_handles_labels()[0]}
+spare = axes.ravel()[len(labels):]
+(spare[0] if len(spare) else fig).legend(handles.values(), handles.keys(), fontsize="small",
+                                          loc="center" if len(spare) else "outside lower center")
+for ax in axes[-1]:
+    ax.set_xlabel("layer k")
+for ax in axes[:, 0]:
+    ax.set_ylabel("mean of R^s over networks")
+for ax in axes.ravel()[len(labels):]:
+    ax.set_axis_off()
+fig.suptitle(f"claim: under sigma_s the mean of R^s (R = ||x_k|| / ||x_(k-1)||, one layer's gain in norm) is 1 at "
+             f"every layer; control: He / LeCun (s < 2) lie below\n(width {width}, {2 * moment_networks} networks per "
+             f"layer; se: standard error of one layer's mean)")
+record.figure(fig, "moment_per_layer.png", claims=["fractional.moment_preserved"])
+
+# %%
+moment = record.measurements["moment"]
+validation_z = record.measurements["sampler_validation"]["moment_z_pooled"]
+table = moment["per_config"]
+x = np.arange(len(labels))
+fig, (ax_z, ax_m) = subplots(1, 2, figsize=(12, 5.2))
+ax_z.axhspan(-crit, crit, color="0.88", label=f"pass: |z| <= {crit:.2f} (0.1% family-wise)")
+ax_z.plot(x, [moment["z_pooled"][k] for k in labels], "o", color=scheme_color("s-moment"),
+          label="sigma_s: mean of R^s - 1, pooled z")
+ax_z.plot(x, [validation_z[k] for k in labels], "D", color="0.4", mfc="none",
+          label="precondition: real weight matrices vs fast sampler, pooled z")
+controls = [i for i, k in enumerate(labels) if "z_He" in table[k]]
+ax_z.plot(controls, [table[labels[i]]["z_He"] for i in controls], "v", color=scheme_color("He"),
+          label=f"He / LeCun (negative control): must lie below {-crit:.2f}")
+ax_z.axhline(-crit, color="black", ls="--", lw=1)
+ax_z.axhline(0, color="black", lw=0.8)
+ax_z.set(xticks=x, ylabel="z-score (standard errors from the expected 1)", title="the tests that decide the verdict")
+ax_z.set_xticklabels(labels, rotation=30, ha="right")
+ax_z.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
+for j, (marker, name) in enumerate((("o", "sample 1"), ("s", "sample 2"))):
+    mean = np.array([table[k]["E R^s"][j] for k in labels])
+    err = crit * np.array([table[k]["se"][j] for k in labels])
+    ax_m.errorbar(x + (j - 0.5) * 0.15, mean - 1, yerr=err, fmt=marker, color=scheme_color("s-moment"), capsize=3,
+                  alpha=0.6 + 0.4 * j, label=f"sigma_s, {name} (bars: +-{crit:.2f} standard errors)")
+ax_m.axhline(0, color="black", lw=1, label="expected: mean of R^s = 1")
+ax_m.set(xticks=x, ylabel="mean of R^s minus 1 (all layers pooled)",
+         title="sigma_s: the measured moments and their tolerance (He / LeCun: left)")
+ax_m.set_xticklabels(labels, rotation=30, ha="right")
+ax_m.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
+record.figure(fig, "moment_preserved.png", claims=["fractional.moment_preserved"])
+
+# %%
+sigma_curves = record.measurements["sigma_s"]
+fig, axes = subplots(1, 2, figsize=(10, 4))
+for ax, (activation, by_width) in zip(axes, sigma_curves["curves"].items()):
+    for k, (d, values) in enumerate(by_width.items()):
+        line, = ax.plot(sigma_curves["s"], values["exact"], color=f"C{k}", label=f"width {d}, exact")
+        ax.plot(sigma_curves["s"], values["closed"], "--", color=line.get_color(), label=f"width {d}, authors' 1/d form")
+    name = "He" if activation == "relu" else "LeCun"
+    ax.axvline(2.0, color="black", lw=0.8)
+    ax.plot([2.0], [2.0 if activation == "relu" else 1.0], "*", ms=12, color=scheme_color(name),
+            label=f"{name} at s = 2 (width x variance = {2 if activation == 'relu' else 1})")
+    ax.set(xlabel="moment order s", ylabel="width x weight variance (d sigma_s^2)", title=activation)
+    ax.legend(fontsize=7)
+classical_value = next(c for c in record.claims if c["id"] == "fractional.recovers_classical")["checks"][0]["value"]
+fig.suptitle(f"at s = 2, sigma_s is He / LeCun: largest relative error {classical_value:.1e} "
+             f"(tolerance {classical_tolerance:g})")
+record.figure(fig, "sigma_s.png", claims=["fractional.recovers_classical"])
+
+# %%
+lognorm = record.measurements["lognorm"]
+fig, (ax_hist, ax_qq, ax_z) = subplots(1, 3, figsize=(15, 4.2))
+grid = np.linspace(-4, 4, 200)
+for k, label in enumerate(labels):
+    ax_hist.stairs(lognorm["density"][label], lognorm["edges"], color=f"C{k}", label=label)
+ax_hist.plot(grid, stats.norm.pdf(grid), "k", lw=2, label="standard normal")
+ax_hist.set(xlabel="standardized log output norm, (log||x_L|| - log||x_0|| - L mu) / sqrt(L rho^2)",
+            ylabel="density", title=f"width {width}, depth {lognorm_depth}, {2 * lognorm_networks} networks each")
+ax_hist.xaxis.label.set_fontsize("small")
+ax_hist.legend(fontsize=7)
+qq = lognorm["qq"]
+ax_qq.plot(qq["normal"], qq["measured"], ".", ms=3, color=scheme_color("s-moment"), label=qq["config"])
+ax_qq.plot([-4.5, 4.5], [-4.5, 4.5], "k--", label="standard normal")
+ax_qq.set(xlabel="standard normal quantile", ylabel="standardized log output norm quantile",
+          title=f"quantile-quantile plot, {qq['config']}")
+ax_qq.legend(fontsize=8)
+gcrit = lognorm["critical_z"]
+for k, test in enumerate(("mean", "var", "ks")):
+    ax_z.plot(np.arange(len(labels)) + (k - 1) * 0.2, [lognorm["z_pooled"][f"{label} {test}"] for label in labels],
+              "os^"[k], label={"mean": "mean = 0", "var": "variance = 1", "ks": "shape (KS)"}[test] + " test")
+ax_z.axhline(gcrit, color="black", ls="--", lw=1, label=f"fail above {gcrit:.2f} (0.1% family-wise)")
+ax_z.set(xticks=np.arange(len(labels)), ylabel="pooled score (large: not standard normal)",
+         title="the tests that decide the verdict")
+ax_z.set_xticklabels(labels, rotation=30, ha="right")
+ax_z.legend(fontsize=7)
+fig.suptitle("claim: log||x_L|| - log||x_0||, centred and scaled by the paper's per-layer mean mu and variance "
+             "rho^2 of log R, is standard normal")
+record.figure(fig, "lognorm_gaussian.png", claims=["fractional.lognorm_gaussian"])
+
+# %%
+small = record.measurements["small_outputs"]
+p_s, p_he = small["monte_carlo"]["sigma_s"][-1], small["monte_carlo"]["He"][-1]
+fig, ax = subplots(figsize=(6.5, 4.2))
+for arm, name in (("He", "He"), ("sigma_s", f"sigma_s (s = {small_output_s:g})")):
+    color = scheme_color("He" if arm == "He" else "s-moment")
+    ax.plot(small["depth"], small["monte_carlo"][arm], ".", ms=4, color=color, label=f"{name}, simulated networks")
+    ax.plot(small["depth"], small["gaussian_limit"][arm], color=color, label=f"{name}, Gaussian limit")
+ax.errorbar([small["depth"][-1]], [p_he], yerr=[[small_output_min_z * small["se"]], [0]], fmt="none", color="black",
+            capsize=4, label=f"He minus {small_output_min_z:g} standard errors (sigma_s must lie below)")
+ax.set(xlabel="depth L", ylabel=f"fraction of networks with log||x_L|| - log||x_0|| < -{small_output_t:g}",
+       title=f"ReLU, width {width}: at depth {small_output_depth}, {small['z']:.1f} standard errors apart "
+             f"(needs > {small_output_min_z:g})")
+ax.title.set_fontsize("small")
+ax.yaxis.label.set_fontsize("small")
+ax.legend(fontsize=7)
+record.figure(fig, "small_outputs.png", claims=["fractional.fewer_small_outputs"])
+
+# %%
+training = record.measurements["training"]
+fig, (ax, ax_d) = subplots(1, 2, figsize=(11, 4.2))
+shown = set()
+for series, (epochs_, accs) in record.curves["test_accuracy"]["series"].items():
+    name = series.rsplit(" seed ", 1)[0]
+    ax.plot(epochs_, accs, marker=".", lw=1, alpha=0.6, color=scheme_color(name), label=None if name in shown else name)
+    shown.add(name)
+ax.axhline(chance, color="grey", ls=":", label="chance")
+ax.set(xlabel="epoch", ylabel="test accuracy",
+       title=f"{train_depth}-layer ReLU MLP, width {train_width}, {dataset}, one line per seed")
+ax.legend(fontsize=8)
+diff = np.array(training["final_test_acc"]["s-moment"]) - np.array(training["final_test_acc"]["Kaiming"])
+paired = training["paired"]
+ax_d.plot(np.arange(len(diff)), diff, "o", color=scheme_color("s-moment"), alpha=0.6, label="one paired seed")
+ax_d.errorbar([len(diff) + 0.5], [paired["mean_diff"]],
+              yerr=[[paired["mean_diff"] - paired["ci_low"]], [paired["ci_high"] - paired["mean_diff"]]],
+              fmt="D", color="black", capsize=5, label="mean and 95% CI")
+ax_d.axhline(train_margin, color="black", ls="--", lw=1, label=f"margin {train_margin:g}: the CI must lie above")
+ax_d.set_xticks(list(range(len(diff))) + [len(diff) + 0.5], [str(s) for s in training["seeds"]] + ["mean"])
+ax_d.set(xlabel="paired seed", ylabel="final test accuracy, s-moment minus Kaiming",
+         title=f"s = {train_s:g}: same weight draw, biases and data order per pair")
+ax_d.legend(fontsize=8)
+record.figure(fig, "training.png", claims=["fractional.training_improves"])
+
+# %%
+record.verdicts_figure()
+
+# %% tags=["compute"]
 record.write()
 print(record.summary())
 print({name: {k: round(v, 1) for k, v in value.items()} for name, value in seconds.items()})

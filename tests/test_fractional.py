@@ -6,8 +6,8 @@ import torch
 
 from initrepro.init import fractional_moment_normal_
 from initrepro.init.dense import reinit_linear_
-from initrepro.studies.fractional import (gaussianity_z, ks_z, log_norm_ratios, moment_z, rotational_log_norms,
-                               rotational_log_ratios, standardized_lognorm)
+from initrepro.studies.fractional import (gaussianity_z, ks_z, layer_moments, log_norm_ratios, moment_z,
+                                         rotational_log_norms, rotational_log_ratios, standardized_lognorm)
 from initrepro.models import mlp
 from initrepro.theory.fractional import he_sigma, lognorm_limit, sigma_s, sigma_s_closed_form
 
@@ -262,3 +262,13 @@ def test_scores_are_one_sided_and_calibrated_under_the_null():
     assert two_sided_score(-6.0) == two_sided_score(6.0) > 5  # either side of a two-sided test is bad
     ks = [ks_z(rng.standard_normal(500)) for _ in range(400)]
     assert stats.kstest(ks, "norm").pvalue > 0.001  # not folded: negative when the fit is good
+
+
+def test_layer_moments_are_the_per_layer_view_of_moment_z():
+    log_r = rotational_log_ratios(4000, 16, 5, sigma_s(16, 1.0), generator=torch.Generator().manual_seed(0))
+    means, ses = layer_moments(log_r, 1.0)
+    pooled, _, _ = moment_z(log_r, 1.0)
+    assert len(means) == len(ses) == 5
+    assert np.mean(means) == pytest.approx(pooled, rel=1e-12)
+    assert all(abs(m - 1) < 5 * se for m, se in zip(means, ses))  # sigma_s keeps E R^s = 1 at every layer
+    assert ses[0] == pytest.approx(float((log_r[:, 0]).exp().std() / 4000 ** 0.5), rel=1e-12)

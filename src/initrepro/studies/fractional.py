@@ -168,6 +168,15 @@ def moment_z(log_ratios: torch.Tensor, s: float) -> tuple[float, float, float]:
     return mean, se, (mean - 1) / se
 
 
+def layer_moments(log_ratios: torch.Tensor, s: float) -> tuple[list[float], list[float]]:
+    """Per layer k, the mean of R_k^s over the networks (rows of ``log_ratios``, shape
+    (networks, depth)) and its standard error: the layer-by-layer view of :func:`moment_z`,
+    whose pooled mean is the mean of these means. Under sigma_s every mean is 1 within a few
+    standard errors, at every depth."""
+    r_s = (s * log_ratios).exp()
+    return r_s.mean(0).tolist(), (r_s.std(0) / r_s.shape[0] ** 0.5).tolist()
+
+
 def standardized_lognorm(log_norms: torch.Tensor, depth: int, mu: float, rho2: float) -> torch.Tensor:
     """(log||x_L|| - log||x_0|| - L mu) / sqrt(L rho2) per network (dead networks dropped);
     ``log_norms`` holds log||x_L|| - log||x_0|| per network, L = ``depth``."""

@@ -107,20 +107,27 @@ class _FakeJob:
     job_id = "4242"
 
     def stderr(self):
-        return "\n".join(f"line {i}" for i in range(40)) + "\nerror: stage relu_isometry failed in cell 7\n"
+        return ("\n".join(f"line {i}" for i in range(40)) + "\nerror: stage relu_isometry failed in cell 7\n"
+                "submitit ERROR (2026-11-30 14:40:10,962) - Submitted job triggered an exception\n"
+                "Traceback (most recent call last):\n  File \"<dynamic-code>\", line 118, in _run\n")
 
 
 def test_a_failed_job_is_reported_with_its_stderr_tail(tmp_path):
     ok = {"name": "identity_init-tiny-ss1", "seconds": 12.3,
           "results": {"claims.json": json.dumps({"claims": [{"verdict": "reproduced"}, {"verdict": "skipped"}]})}}
     outcomes = [("identity_init", 1, None, ok, None),
-                ("relu_isometry", 1, _FakeJob(), None, RuntimeError("Traceback ...\n`dvc exp run ...` exited with 1"))]
+                ("relu_isometry", 1, _FakeJob(), None,
+                 RuntimeError("Job (task=0) failed during processing with trace:\n----\nTraceback ...\n"
+                              "RuntimeError: `dvc exp run ...` exited with 1\n\nYou can check full logs with:\n"
+                              "  - /jobs/4242_0_log.err\n  - /jobs/4242_0_log.out"))]
     out = io.StringIO()
     assert cluster.print_outcomes(outcomes, out) == 1
     text = out.getvalue()
     assert "ok      identity_init seed set 1: experiment identity_init-tiny-ss1, 12 s, 1 reproduced, 1 skipped" in text
-    assert "FAILED  relu_isometry seed set 1 (job 4242): `dvc exp run ...` exited with 1" in text
+    assert "FAILED  relu_isometry seed set 1 (job 4242): RuntimeError: `dvc exp run ...` exited with 1\n" in text
+    # the stage's own last lines, not submitit's traceback of the job function
     assert "error: stage relu_isometry failed in cell 7" in text and "line 39" in text and "line 5\n" not in text
+    assert "submitit ERROR" not in text and "_run" not in text
     # Records of seed sets >= 1 go where the stability report reads them; failed jobs write nothing.
     written = cluster.write_seed_set_records(outcomes, tmp_path)
     assert written == [tmp_path / "reports" / "seed_sets" / "1" / "results" / "identity_init" / "claims.json"]

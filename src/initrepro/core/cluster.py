@@ -197,12 +197,22 @@ def _summary(result: dict) -> str:
     return ", ".join(f"{n} {v.replace('_', ' ')}" for v, n in sorted(counts.items())) or "no claims"
 
 
-def _stderr_tail(job, lines: int = 20) -> str:
+def _stderr_tail(job, lines: int = 15) -> str:
+    """The last lines of the job's stderr before submitit's own traceback of the job function."""
     try:
         text = job.stderr() or ""
     except Exception:  # noqa: BLE001 - a missing log must not hide the job's status
         text = ""
-    return "\n".join("    " + line for line in text.rstrip().splitlines()[-lines:]) or "    (no stderr log)"
+    log = text.rstrip().splitlines()
+    cut = next((i for i in range(len(log) - 1, -1, -1) if "submitit ERROR" in log[i]), len(log))
+    return "\n".join("    " + line for line in log[:cut][-lines:]) or "    (no stderr log)"
+
+
+def _reason(error: Exception) -> str:
+    """The line of a job's error that says what failed (submitit's message ends with log paths)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    named = [line for line in lines if line.split(":")[0].endswith(("Error", "Exception", "Interrupt"))]
+    return (named or lines or [type(error).__name__])[-1]
 
 
 def submit_and_wait(executor, kind: str, pairs, commit: str, profile: str, workdir: Path, max_parallel: int,
@@ -253,9 +263,8 @@ def print_outcomes(outcomes, out=None) -> int:
                   f"{_summary(result)}", file=out)
         else:
             failed += 1
-            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            print(f"FAILED  {stage} seed set {k} (job {job.job_id}): {reason}\n  stderr tail:\n{_stderr_tail(job)}",
-                  file=out)
+            print(f"FAILED  {stage} seed set {k} (job {job.job_id}): {_reason(error)}\n"
+                  f"  stderr tail:\n{_stderr_tail(job)}", file=out)
     return failed
 
 

@@ -59,37 +59,43 @@ rank_ratio = 1.25  # Kaiming's stable rank must exceed ZerO's by this factor (su
 prune_fraction = 0.7  # the registered pruning level (per layer, every conv but the classifier)
 prune_fractions = [0.3, 0.5, 0.7, 0.9]  # for the figure
 prune_margin = 0.01  # ZerO must beat Kaiming by more than this after pruning (superiority)
+device = "cpu"  # models and batches move here ("cuda" on a GPU)
+replot = False  # True: redraw the figures from the committed measurements (`make figures`)
 
 # %%
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 
 from initrepro.core.claims import Check, StageRecord
+from initrepro.core.plotting import deciding_checks, scheme_color, subplots
+from initrepro.core.seeding import shift
+from initrepro.core.stats import mean_ci
+from initrepro.core.verdicts import compare, positive_control, seeds_needed
 from initrepro.data import load_dataset
 from initrepro.init.zero import zero_hadamard_, zero_resnet_
+from initrepro.layers import relu_grad_at_zero
 from initrepro.models.ensemble import Ensemble
 from initrepro.models.resnet import resnet
-from initrepro.core.plotting import subplots
-from initrepro.core.seeding import shift
-from initrepro.training import TrainConfig, train
-from initrepro.layers import relu_grad_at_zero
-from initrepro.core.verdicts import compare, positive_control, seeds_needed
 from initrepro.studies.zero import (SCHEMES, branch_weight_names, fallback_lr, init_widening_mlp_,
                                     prunable_weight_names, pruned_accuracy, search_lrs, split, train_runs,
                                     update_ranks, update_stable_ranks, widening_mlp)
+from initrepro.training import TrainConfig, train
 
 if threads:
     torch.set_num_threads(threads)
 seed, seeds = shift(seed, seed_set), shift(seeds, seed_set)
 search_seeds, deep_seeds = shift(search_seeds, seed_set), shift(deep_seeds, seed_set)
 torch.manual_seed(seed)
-record = StageRecord("zero_hadamard", profile, seed=seed, output_root=output_root, seed_set=seed_set)
+record = StageRecord("zero_hadamard", profile, seed=seed, output_root=output_root, seed_set=seed_set, replot=replot)
+NAMES = {"partial_identity": "partial identity", "zero": "ZerO", "kaiming": "Kaiming"}  # the MLP arms, as figures name them
+
+# %% tags=["compute"]
 train_set, test_set = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test)
 chance = 1.0 / train_set.num_classes
 rank_train, rank_test = (train_set, test_set) if rank_dataset == dataset else load_dataset(rank_dataset, seed=seed)
 LEARNED_ACC = chance + 0.3  # precondition of claim 1: every MLP arm learned (well above chance)
+record.measure("chance", chance)
 
 # %% [markdown]
 # ## Claim 1: training degeneracy of the partial identity, lifted by the Hadamard matrix
@@ -97,7 +103,7 @@ LEARNED_ACC = chance + 0.3  # precondition of claim 1: every MLP arm learned (we
 # same batches; every `rank_every` steps we take rank(W - W_init) of the layer after the
 # widening one (the notebook's rank(W3 - I)).
 
-# %%
+# %% tags=["compute"]
 widen = next(i for i in range(len(mlp_widths) - 1) if mlp_widths[i + 1] > mlp_widths[i])
 Q, P = mlp_widths[widen], mlp_widths[widen + 1]
 arms = list(SCHEMES)  # partial_identity, zero, kaiming
@@ -110,31 +116,28 @@ rank_log = [(0, update_ranks(w_next0, w_next0, rank_tol))]
 
 
 def log_ranks(model, step):
-    if step % rank_every == 0:
-        rank_log.append((step, update_ranks(model.stacked[next_idx], w_next0, rank_tol)))
+    if step % rank_every == 0:  # the ranks on the CPU, whatever the training device
+        rank_log.append((step, update_ranks(model.stacked[next_idx].cpu(), w_next0, rank_tol)))
 
 
 rank_cfg = TrainConfig(epochs=rank_steps, batch_size=rank_batch, lr=rank_lr, momentum=0.0, seed=seed,
-                       max_steps=rank_steps)
+                       max_steps=rank_steps, device=device)
 rank_hist = train(ensemble, rank_train, rank_test, rank_cfg, after_step=log_ranks, desc="rank")
 ranks = pd.DataFrame([{"step": s, "arm": a, "rank": r} for s, rs in rank_log for a, r in zip(arms, rs)])
 final_rank = dict(zip(arms, rank_log[-1][1]))
 max_rank = ranks.groupby("arm")["rank"].max().to_dict()
 mlp_acc = dict(zip(arms, rank_hist.test_acc[-1]))
-w_widen = ensemble.stacked[widen_idx][arms.index("partial_identity")].detach()
+w_widen = ensemble.stacked[widen_idx][arms.index("partial_identity")].detach().cpu()
 padded_rows_max = float(w_widen[Q:].abs().max())
-dead_cols_max = float((ensemble.stacked[next_idx].detach() - w_next0)[arms.index("partial_identity")][:, Q:].abs().max())
+dead_cols_max = float((ensemble.stacked[next_idx].detach().cpu() - w_next0)[arms.index("partial_identity")][:, Q:]
+                      .abs().max())
 print("final ranks:", final_rank, "test acc:", mlp_acc, "padded rows:", padded_rows_max, "dead cols:", dead_cols_max)
+record.curve("update_rank", {NAMES[a]: ([s for s, _ in rank_log], [r[i] for _, r in rank_log])
+                             for i, a in enumerate(arms)}, y="rank of W - W_init")
+record.measure("degeneracy", {"Q": Q, "P": P, "learned_acc": LEARNED_ACC,
+                              "test_acc": {NAMES[a]: v for a, v in mlp_acc.items()}})
 
-# %%
-fig, ax = subplots(1, 1, figsize=(6, 3.8))
-sns.lineplot(ranks, x="step", y="rank", hue="arm", marker=".", ax=ax)
-ax.axhline(Q, color="k", ls="--", lw=1, label=f"input dimension Q = {Q}")
-ax.set(title=f"rank(W - W_init) after the widening layer {Q} -> {P} ({rank_dataset})", ylabel="rank (tol 1e-4)")
-ax.legend()
-rank_path = record.figure(fig, "update_rank.png")
-
-# %%
+# %% tags=["compute"]
 record.claim(
     "zero.training_degeneracy",
     checks=[Check(f"min test accuracy over the MLP arms after {rank_steps} steps", min(mlp_acc.values()), ">=",
@@ -145,7 +148,6 @@ record.claim(
                   note="never get a gradient (ReLU'(0) = 0)"),
             Check("partial identity: max |update of the columns fed by padded units|", dead_cols_max, "<=", 0.0),
             Check("ZerO: final rank(W - W_init)", final_rank["zero"], ">", Q, note="the Hadamard lifts the bound")],
-    figures=[rank_path],
     reason=(f"MLP {mlp_widths}, plain SGD lr {rank_lr:g}, batch {rank_batch}, {rank_steps} steps: final rank of "
             f"the {P}x{P} update: partial identity {final_rank['partial_identity']}, ZerO {final_rank['zero']}, "
             f"Kaiming {final_rank['kaiming']} (Q = {Q}); test accuracy "
@@ -161,7 +163,7 @@ record.claim(
 # weights under different global seeds; two ZerO ResNets trained on the same data order end
 # bitwise equal. Negative control: Kaiming nets under two seeds differ.
 
-# %%
+# %% tags=["compute"]
 def fc_net(init, run_seed):
     return resnet("fc", train_set.input_shape, train_set.num_classes, widths=fc_widths, blocks=fc_blocks,
                   init=init, seed=run_seed)
@@ -177,19 +179,32 @@ def max_param_diff(a, b):
     return max(float((p - q).detach().abs().max()) for p, q in zip(a.parameters(), b.parameters()))
 
 
+def param_diffs(a, b):
+    """max |a - b| per parameter tensor, by name (for the figure)."""
+    return {n: float((p - q).detach().abs().max()) for (n, p), q in zip(a.named_parameters(), b.parameters())}
+
+
 net_a = fc_net("he", seed)
 rng_ok = rng_untouched(lambda: zero_resnet_(net_a)) and rng_untouched(lambda: zero_hadamard_(torch.empty(P, Q)))
 torch.manual_seed(seed + 1)
 net_b = zero_resnet_(fc_net("he", seed + 1))
 init_diff = max_param_diff(net_a, net_b)
-kaiming_diff = max_param_diff(fc_net("he", seed), fc_net("he", seed + 1))
+init_diffs = param_diffs(net_a, net_b)
+kaiming_nets = fc_net("he", seed), fc_net("he", seed + 1)
+kaiming_diff = max_param_diff(*kaiming_nets)
 det_cfg = TrainConfig(epochs=det_steps, batch_size=batch_size, lr=lrs[0], momentum=momentum,
-                      weight_decay=weight_decay, seed=seed, max_steps=det_steps)
+                      weight_decay=weight_decay, seed=seed, max_steps=det_steps, device=device)
 det_hist = [train(net, train_set, test_set, det_cfg, desc="determinism") for net in (net_a, net_b)]
 trained_diff = max_param_diff(net_a, net_b)
 print("RNG untouched:", rng_ok, "init diff:", init_diff, "trained diff:", trained_diff, "Kaiming diff:", kaiming_diff)
+record.measure("determinism", {
+    f"Kaiming at init, seeds {seed} and {seed + 1}": param_diffs(*kaiming_nets),
+    f"ZerO at init, global seeds {seed} and {seed + 1}": init_diffs,
+    f"ZerO after {det_steps} SGD steps, same data order": param_diffs(net_a, net_b)})
+record.curve("determinism_test_accuracy", {f"ZerO run {i + 1}": (h.step, h.test_acc) for i, h in enumerate(det_hist)},
+             y="test accuracy")
 
-# %%
+# %% tags=["compute"]
 record.claim(
     "zero.deterministic",
     checks=[Check("Kaiming nets under two seeds: max |weight difference|", kaiming_diff, ">", 0.0,
@@ -215,13 +230,13 @@ record.claim(
 # training set: ZerO's seeds vary the data order only, Kaiming's the weights too. All members
 # of one pass train in one `vmap`, each on its own data order (`initrepro.studies.zero`).
 
-# %%
+# %% tags=["compute"]
 ARMS = {"ZerO": "zero", "Kaiming": "he"}
 ARCHS = {"conv": (conv_widths, conv_blocks, conv_batch_norm), "fc": (fc_widths, fc_blocks, False)}
 search_train, search_val = split(train_set, val_fraction, seed)
 n_test = len(test_set)
 CFG = dict(epochs=epochs, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
-           warmup_epochs=warmup_epochs, milestones=tuple(milestones))
+           warmup_epochs=warmup_epochs, milestones=tuple(milestones), device=device)
 
 
 def make_net(kind):
@@ -240,23 +255,15 @@ for kind in ARCHS:
     acc, ens, hist, initial = train_runs(make_net(kind), runs, train_set, test_set, running_stats=bn, **CFG)
     final[kind] = {a: [acc[i] for i, r in enumerate(runs) if r[0] == a] for a in ARMS}
     trained[kind] = (runs, ens, hist, initial)
+    record.curve(f"test_accuracy_{kind}", {f"{a} seed {s}": (hist.epoch, [accs[i] for accs in hist.acc["test"]])
+                                           for i, (a, _, s) in enumerate(runs)}, x="epoch", y="test accuracy")
     print(kind, {a: c.evidence.summary for a, c in chosen[kind].items()}, {a: np.round(v, 3).tolist()
                                                                           for a, v in final[kind].items()})
+record.measure("resnet", {kind: {"final_test_acc": final[kind], "lr": {a: c.lr for a, c in chosen[kind].items()},
+                                 "trained_lr": {a: fallback_lr(c) for a, c in chosen[kind].items()}}
+                          for kind in ARCHS})
 
-# %%
-curves = pd.DataFrame([{"net": k, "arm": r[0], "seed": r[2], "epoch": e, "test accuracy": accs[i]}
-                       for k, (runs, _, hist, _) in trained.items() for e, accs in zip(hist.epoch, hist.acc["test"])
-                       for i, r in enumerate(runs)])
-fig, axes = subplots(1, 2, figsize=(11, 3.8), sharey=True)
-for ax, kind in zip(axes, ARCHS):
-    sns.lineplot(curves[curves.net == kind], x="epoch", y="test accuracy", hue="arm", units="seed",
-                 estimator=None, ax=ax, alpha=0.8)
-    ax.axhline(chance, color="gray", ls=":", lw=1)
-    ax.set(title=f"{kind} ResNet {ARCHS[kind][0]} x {ARCHS[kind][1]}{' + BN' if ARCHS[kind][2] else ''}, lr ZerO "
-                 f"{chosen[kind]['ZerO'].lr} / Kaiming {chosen[kind]['Kaiming'].lr}", ylim=(0, 1))
-accuracy_path = record.figure(fig, "accuracy.png")
-
-# %%
+# %% tags=["compute"]
 for kind, claim_id in (("conv", "zero.resnet_accuracy"), ("fc", "zero.resnet_accuracy_fc")):
     z, k = final[kind]["ZerO"], final[kind]["Kaiming"]
     pilot_sd = float(np.std(np.subtract(z, k), ddof=1))
@@ -270,7 +277,7 @@ for kind, claim_id in (("conv", "zero.resnet_accuracy"), ("fc", "zero.resnet_acc
                   positive_control("Kaiming", k, chance),
                   compare("ZerO", z, "Kaiming", k, margin=margin, chance=chance, n_test=n_test, bounds=(0, 1),
                           paper_precision=paper_precision)],
-                 figures=[accuracy_path], reason=context + ".",
+                 reason=context + ".",
                  measured={"final_test_acc": final[kind], "lr": {a: c.lr for a, c in chosen[kind].items()},
                            "lr_search": {a: c.evidence.measured for a, c in chosen[kind].items()},
                            "sd_paired_diff": pilot_sd})
@@ -281,8 +288,10 @@ for kind, claim_id in (("conv", "zero.resnet_accuracy"), ("fc", "zero.resnet_acc
 # (averaged over layers, per run), and test accuracy after magnitude pruning of every conv (per
 # layer; the classifier is kept), ZerO against Kaiming paired by seed.
 
-# %%
+# %% tags=["compute"]
 runs, ens, _, initial = trained["conv"]
+ens.to("cpu")  # pruning and its evaluation run on the CPU, whatever the training device
+initial = {name: w.cpu() for name, w in initial.items()}
 arm_of = np.array([r[0] for r in runs])
 sr = update_stable_ranks(ens, initial, branch_weight_names(ens)).mean(axis=1)
 stable_ranks = {a: sr[arm_of == a].tolist() for a in ARMS}
@@ -291,21 +300,9 @@ pruned = {f: pruned_accuracy(ens, test_set, names, f) for f in sorted(set(prune_
 pruned_acc = {f: {a: [v[i] for i in range(len(runs)) if arm_of[i] == a] for a in ARMS} for f, v in pruned.items()}
 print("stable rank of W - W_init:", {a: np.round(v, 2).tolist() for a, v in stable_ranks.items()})
 print("accuracy after pruning:", {f: {a: np.round(v, 3).tolist() for a, v in d.items()} for f, d in pruned_acc.items()})
+record.measure("low_rank", {"stable_rank": stable_ranks, "pruned_acc": {str(f): d for f, d in pruned_acc.items()}})
 
-# %%
-fig, axes = subplots(1, 2, figsize=(11, 3.8))
-sns.stripplot(pd.DataFrame([{"arm": a, "stable rank": v} for a, vs in stable_ranks.items() for v in vs]),
-              x="arm", y="stable rank", ax=axes[0])
-axes[0].set(title="mean stable rank of W - W_init (branch convs)")
-prune_df = pd.DataFrame([{"pruned fraction": f, "arm": a, "test accuracy": v}
-                         for f, d in pruned_acc.items() for a, vs in d.items() for v in vs])
-sns.lineplot(prune_df, x="pruned fraction", y="test accuracy", hue="arm", marker="o", ax=axes[1])
-axes[1].axvline(prune_fraction, color="k", ls="--", lw=1)
-axes[1].axhline(chance, color="gray", ls=":", lw=1)
-axes[1].set(title="magnitude pruning of every conv (per layer)", ylim=(0, 1))
-low_rank_path = record.figure(fig, "low_rank.png")
-
-# %%
+# %% tags=["compute"]
 log_sr = {a: np.log(v).tolist() for a, v in stable_ranks.items()}
 record.claim(
     "zero.low_rank",
@@ -317,7 +314,6 @@ record.claim(
              margin=prune_margin, superior=True, chance=chance, n_test=n_test, bounds=(0, 1),
              unit=f"(accuracy, {prune_fraction:g} of every conv pruned)",
              paper_precision="Figs. 5-6 numbers not available to us")],
-    figures=[low_rank_path],
     reason=(f"Reduced-scale proxy on the conv ResNets of zero.resnet_accuracy: mean stable rank of W - W_init over "
             f"the branch convs ZerO " + ", ".join(f"{v:.2f}" for v in stable_ranks["ZerO"]) + "; Kaiming "
             + ", ".join(f"{v:.2f}" for v in stable_ranks["Kaiming"]) + f" (needs Kaiming/ZerO > {rank_ratio:g}); "
@@ -334,7 +330,7 @@ record.claim(
 # against Fixup, the no-BN reference for deep residual nets: ZerO on par with it at every
 # depth. Kaiming without BN is context (it is expected to blow up with depth).
 
-# %%
+# %% tags=["compute"]
 DEEP_ARMS = {"ZerO": "zero", "Fixup": "fixup", "Kaiming": "he"}
 DEEP_CFG = dict(CFG, epochs=deep_epochs, batch_size=deep_batch_size, milestones=())
 deep_choice, deep_final = {}, {}
@@ -354,17 +350,10 @@ for depth in deep_depths:
                          for a in DEEP_ARMS}
     print(depth, {a: c.lr for a, c in deep_choice[depth].items()},
           {a: np.round(v, 3).tolist() for a, v in deep_final[depth].items()})
+record.measure("deep_no_bn", {"final_test_acc": {str(d): f for d, f in deep_final.items()},
+                              "lr": {str(d): {a: c.lr for a, c in ch.items()} for d, ch in deep_choice.items()}})
 
-# %%
-deep_df = pd.DataFrame([{"blocks": d, "arm": a, "test accuracy": (v if np.isfinite(v) else chance)}
-                        for d, f in deep_final.items() for a, vs in f.items() for v in vs])
-fig, ax = subplots(1, 1, figsize=(6, 3.8))
-sns.lineplot(deep_df, x="blocks", y="test accuracy", hue="arm", marker="o", ax=ax)
-ax.axhline(chance, color="gray", ls=":", lw=1)
-ax.set(xscale="log", title=f"fc ResNet width {deep_width}, no BN, {dataset} (diverged = chance)", ylim=(0, 1))
-deep_path = record.figure(fig, "deep_no_bn.png")
-
-# %%
+# %% tags=["compute"]
 deep_evidence = []
 for depth in deep_depths:
     z, f = deep_final[depth]["ZerO"], deep_final[depth]["Fixup"]
@@ -373,7 +362,7 @@ for depth in deep_depths:
                       compare(f"ZerO {depth} blocks", z, f"Fixup {depth} blocks", f, margin=deep_margin, chance=chance,
                               n_test=n_test, bounds=(0, 1), paper_precision="Fig. 4 numbers not available to us")]
 record.claim(
-    "zero.deep_no_bn", deep_evidence, figures=[deep_path],
+    "zero.deep_no_bn", deep_evidence,
     reason=("Reduced-scale proxy (the paper's depths and data are out of a CPU's reach): fc ResNets of width "
             f"{deep_width} without batch norm on {dataset}, {deep_epochs} epochs; test accuracy per depth "
             + "; ".join(f"{d} blocks: " + ", ".join(f"{a} {np.nanmedian(v) if np.isfinite(v).any() else float('nan'):.3f}"
@@ -387,7 +376,7 @@ record.claim(
 # %% [markdown]
 # ## Out of reach on a CPU
 
-# %%
+# %% tags=["compute"]
 SKIPPED = {
     "zero.imagenet_resnet50": "ImageNet ResNet-50 for 90 epochs needs a GPU cluster; no ImageNet data here.",
     "zero.transformer": "WikiText-2 Transformers (2-20 layers) need a GPU and the WikiText-2 data.",
@@ -395,6 +384,182 @@ SKIPPED = {
 for claim_id, why in SKIPPED.items():
     record.claim(claim_id, skip_reason=why)
 
+# %% [markdown]
+# ## Figures, drawn from the measurements alone (`make figures` redraws them)
+# Compared quantities are drawn per arm as the seeds (dots) and their mean with its 95% t
+# interval; each comparison as the paired difference with the 95% interval its verdict was
+# decided by, against its margin (dashed).
+
 # %%
+def arm_points(ax, x, values, color, label=None, width=0.25):
+    """The seeds of one arm at ``x`` (dots) and their mean with its 95% CI (bar); NaN runs left out."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    ax.plot(x + np.linspace(-width / 2, width / 2, len(v)) if len(v) > 1 else [x] * len(v), v, ".", color=color,
+            alpha=0.45)
+    if len(v):
+        m, lo, hi = mean_ci(v)
+        err = [[m - lo], [hi - m]] if np.isfinite(lo) else None
+        ax.errorbar([x], [m], yerr=err, fmt="o", ms=7, color=color, capsize=5, lw=2, label=label)
+
+
+def decided(claim_id, label_has=""):
+    """(label, check, interval) of every comparison that decided ``claim_id`` (the interval its verdict used)."""
+    claim = next(c for c in record.claims if c["id"] == claim_id)
+    return [(check["name"].removeprefix("95% CI low of ").strip(), check, interval)
+            for check, interval in deciding_checks(claim) if interval is not None and label_has in check["name"]]
+
+
+def interval_panel(ax, rows, xlabel):
+    """One row per comparison: mean paired difference and its 95% CI, with the margin it was held to."""
+    for y, (label, check, iv, color) in enumerate(rows):
+        m, lo, hi = (float("nan") if iv[k] is None else float(iv[k]) for k in ("mean_diff", "ci_low", "ci_high"))
+        if np.isfinite([m, lo, hi]).all():
+            ax.errorbar([m], [y], xerr=[[m - lo], [hi - m]], fmt="o", color=color, capsize=5, lw=2,
+                        label="mean difference, 95% CI" if y == 0 else None)
+            where = ("CI above the margin" if lo > check["threshold"] else "CI below the margin"
+                     if hi < check["threshold"] else "CI straddles the margin: undecided")
+        else:
+            where = "no interval (too few finite runs)"
+        ax.vlines(check["threshold"], y - 0.35, y + 0.35, color="k", ls="--", lw=1.5,
+                  label="margin (the CI must lie above it)" if y == 0 else None)
+        ax.annotate(where, (check["threshold"], y + 0.38), fontsize="x-small", ha="center", va="bottom")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize="small")
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set(xlabel=xlabel)
+    ax.legend(fontsize="x-small", loc="best")
+
+# %%
+deg = record.measurements["degeneracy"]
+fig, axes = subplots(1, 2, figsize=(11, 3.9), width_ratios=[2, 1])
+for name, (steps_, ranks_) in record.curves["update_rank"]["series"].items():
+    axes[0].plot(steps_, ranks_, marker=".", color=scheme_color(name), label=name)
+axes[0].axhline(deg["Q"], color="k", ls="--", lw=1, label=f"bound for the partial identity: input dimension Q = {deg['Q']}")
+axes[0].set(xlabel="SGD step", ylabel=f"rank of W - W_init (tolerance {rank_tol:g})",
+            title=f"update of the {deg['P']}x{deg['P']} layer after the widening layer {deg['Q']} -> {deg['P']}")
+axes[0].legend(fontsize="small")
+for x, (name, acc_) in enumerate(deg["test_acc"].items()):
+    axes[1].bar(x, acc_, color=scheme_color(name))
+axes[1].axhline(deg["learned_acc"], color="k", ls="--", lw=1,
+                label=f"precondition: every net learned (>= {deg['learned_acc']:.2f})")
+axes[1].set_xticks(range(len(deg["test_acc"])), list(deg["test_acc"]), fontsize="small")
+axes[1].set(ylabel="test accuracy", ylim=(0, 1), title=f"MLP {mlp_widths} on {rank_dataset}, {rank_steps} steps")
+axes[1].legend(fontsize="x-small", loc="upper left")
+record.figure(fig, "update_rank.png", claims=["zero.training_degeneracy"])
+
+# %%
+diffs = record.measurements["determinism"]
+positive = [v for d in diffs.values() for v in d.values() if v > 0]
+floor = min(positive) / 100 if positive else 1e-12  # exact zeros are drawn on this line
+fig, axes = subplots(1, 2, figsize=(11.5, 4.2), width_ratios=[2, 1])
+for k, ((series, d), marker) in enumerate(zip(diffs.items(), ("s", "o", "^"))):
+    axes[0].plot(np.arange(len(d)) + 0.22 * (k - 1), [v if v > 0 else floor for v in d.values()], marker=marker,
+                 ls="none", ms=7, color=scheme_color(series.split()[0]), label=series, alpha=0.85)
+axes[0].axhline(floor, color="k", ls="--", lw=1, label="exactly 0: bitwise equal (what ZerO must show)")
+axes[0].set_xticks(range(len(next(iter(diffs.values())))), list(next(iter(diffs.values()))), rotation=60, ha="right",
+                   fontsize="x-small")
+axes[0].set(yscale="log", ylabel="max |difference| between the two runs\n(exact zeros on the dashed line)",
+            title=f"fc ResNet {fc_widths} x {fc_blocks}: two runs, per parameter tensor")
+axes[0].legend(fontsize="x-small", loc="center right")
+for (series, (steps_, accs)), style in zip(record.curves["determinism_test_accuracy"]["series"].items(), ("-", "--")):
+    axes[1].plot(steps_, accs, ls=style, marker="o" if style == "-" else "x", ms=8 if style == "-" else 10,
+                 color=scheme_color("ZerO"), label=series)
+axes[1].set(xlabel="SGD step", ylabel="test accuracy", title="two ZerO runs: the curves coincide")
+axes[1].legend(fontsize="small")
+record.figure(fig, "determinism.png", claims=["zero.deterministic"])
+
+# %%
+res = record.measurements["resnet"]
+fig, axes = subplots(2, 2, figsize=(11.5, 7.6))
+for ax, kind in zip(axes[0], ("conv", "fc")):
+    shown = set()
+    for series, (ep, accs) in record.curves[f"test_accuracy_{kind}"]["series"].items():
+        name = series.rsplit(" seed ", 1)[0]
+        ax.plot(ep, accs, marker=".", color=scheme_color(name), alpha=0.7, label=None if name in shown else name)
+        shown.add(name)
+    ax.axhline(record.measurements["chance"], color="grey", ls=":", lw=1, label="chance")
+    widths_, blocks_, bn_ = (conv_widths, conv_blocks, conv_batch_norm) if kind == "conv" else (fc_widths, fc_blocks, False)
+    ax.set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1))
+    ax.set_title(f"{kind} ResNet {widths_} x {blocks_}{' + BN' if bn_ else ''}, one line per seed; lr "
+                 + ", ".join(f"{a} {lr:.3g}" for a, lr in res[kind]["trained_lr"].items()), fontsize="medium")
+    ax.legend(fontsize="small", loc="lower right")
+for k, kind in enumerate(("conv", "fc")):
+    for j, (arm, vals) in enumerate(res[kind]["final_test_acc"].items()):
+        arm_points(axes[1, 0], 2 * k + 0.6 * j, vals, scheme_color(arm), label=arm if k == 0 else None)
+axes[1, 0].set_xticks([0.3, 2.3], ["conv ResNet", "fc ResNet"])
+axes[1, 0].set(ylabel="final test accuracy", title=f"per arm: {len(seeds)} seeds (dots), mean and 95% CI")
+axes[1, 0].legend(fontsize="small")
+interval_panel(axes[1, 1], [(f"{kind}: {label}", check, iv, scheme_color("ZerO"))
+                            for kind, cid in (("conv", "zero.resnet_accuracy"), ("fc", "zero.resnet_accuracy_fc"))
+                            for label, check, iv in decided(cid)],
+               xlabel="paired difference in test accuracy (ZerO - Kaiming)")
+axes[1, 1].set_title(f"ZerO on par with Kaiming: within the margin {margin:g}")
+record.figure(fig, "accuracy.png", claims=["zero.resnet_accuracy", "zero.resnet_accuracy_fc"])
+
+# %%
+low = record.measurements["low_rank"]
+fig, axes = subplots(2, 3, figsize=(13, 4.6))
+gs = axes[0, 0].get_gridspec()
+for ax in axes[:, :2].ravel():
+    ax.remove()
+ax_rank, ax_prune = fig.add_subplot(gs[:, 0]), fig.add_subplot(gs[:, 1])
+for j, (arm, vals) in enumerate(low["stable_rank"].items()):
+    arm_points(ax_rank, j, vals, scheme_color(arm), label=arm)
+ax_rank.set_xticks(range(len(low["stable_rank"])), list(low["stable_rank"]))
+ax_rank.set(ylabel="stable rank of W - W_init (mean over branch convs)",
+            title="stable rank of the weight updates")
+ax_rank.legend(fontsize="small")
+fractions = sorted(low["pruned_acc"], key=float)
+for arm in low["stable_rank"]:
+    stats_ = [mean_ci(low["pruned_acc"][f][arm]) for f in fractions]
+    xs = [float(f) for f in fractions]
+    ax_prune.plot(xs, [s[0] for s in stats_], marker="o", color=scheme_color(arm), label=f"{arm}: mean, 95% CI band")
+    ax_prune.fill_between(xs, [s[1] for s in stats_], [s[2] for s in stats_], color=scheme_color(arm), alpha=0.2)
+ax_prune.axvline(prune_fraction, color="k", ls="--", lw=1, label=f"registered pruning level {prune_fraction:g}")
+ax_prune.axhline(record.measurements["chance"], color="grey", ls=":", lw=1, label="chance")
+ax_prune.set(xlabel="fraction of every conv pruned (smallest magnitudes)", ylabel="test accuracy", ylim=(0, 1),
+             title="magnitude pruning (conv ResNet)")
+ax_prune.legend(fontsize="x-small")
+rows = decided("zero.low_rank")
+for ax, (label, check, iv), what in zip(axes[:, 2], rows, ("log stable rank, Kaiming - ZerO",
+                                                          "accuracy after pruning, ZerO - Kaiming")):
+    interval_panel(ax, [(label.split(" (")[0], check, iv, scheme_color("ZerO"))], xlabel=f"paired difference: {what}")
+axes[0, 2].set_title(f"superiority: above log({rank_ratio:g}) and {prune_margin:g}", fontsize="small")
+record.figure(fig, "low_rank.png", claims=["zero.low_rank"])
+
+# %%
+deep = record.measurements["deep_no_bn"]
+depths = sorted(deep["final_test_acc"], key=int)
+fig, axes = subplots(1, 2, figsize=(11.5, 4.0))
+arms_ = list(deep["final_test_acc"][depths[0]])
+for j, arm in enumerate(arms_):
+    xs, stats_ = [], []
+    for d in depths:
+        v = np.asarray(deep["final_test_acc"][d][arm], dtype=float)
+        if np.isfinite(v).any():
+            xs.append(int(d))
+            stats_.append(mean_ci(v[np.isfinite(v)]))
+            axes[0].plot([int(d)] * len(v), v, ".", color=scheme_color(arm), alpha=0.4)
+    if not xs:
+        axes[0].plot([], [], " ", label=f"{arm}: not trained (every lr collapsed in the search)")
+    else:
+        axes[0].errorbar(xs, [s[0] for s in stats_], yerr=[[s[0] - s[1] for s in stats_], [s[2] - s[0] for s in stats_]],
+                         marker="o", capsize=4, color=scheme_color(arm), label=f"{arm}" + (" (context)" if arm == "Kaiming" else ""))
+axes[0].axhline(record.measurements["chance"], color="grey", ls=":", lw=1, label="chance")
+axes[0].set(xscale="log", xlabel="residual blocks", ylabel="final test accuracy", ylim=(0, 1),
+            title=f"fc ResNet width {deep_width}, no BN, {dataset}: seeds (dots), mean and 95% CI")
+axes[0].set_xticks([int(d) for d in depths], depths)
+axes[0].legend(fontsize="small")
+interval_panel(axes[1], [(label.split(" - ")[0].removeprefix("ZerO "), check, iv, scheme_color("ZerO"))
+                         for label, check, iv in decided("zero.deep_no_bn")],
+               xlabel="paired difference in test accuracy (ZerO - Fixup)")
+axes[1].set(ylabel="depth", title=f"ZerO on par with Fixup at every depth: within {deep_margin:g}")
+record.figure(fig, "deep_no_bn.png", claims=["zero.deep_no_bn"])
+
+# %%
+record.verdicts_figure()
+
+# %% tags=["compute"]
 record.write()
 print(record.summary())

@@ -64,37 +64,39 @@ dead_blocks = [2, 2]
 dead_margin = 0.05
 dead_zero_min = 0.1
 dead_idiz_max = 0.01
+device = "cpu"  # models and batches move here ("cuda" on a GPU)
+replot = False  # True: redraw the figures from the committed measurements (`make figures`)
 
 # %%
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 from tqdm import tqdm
 
 from initrepro.core.claims import Check, StageRecord
-from initrepro.data import TensorData, load_dataset
-from initrepro.core.plotting import subplots
+from initrepro.core.plotting import scheme_color, subplots
 from initrepro.core.seeding import shift
+from initrepro.core.stats import mean_ci
+from initrepro.core.verdicts import Evidence, compare, positive_control, seeds_needed, select_lr
+from initrepro.data import TensorData, load_dataset
 from initrepro.models.ensemble import Ensemble
 from initrepro.studies.idinit import (RANK_FILLS, Arm, accuracy_arms, build, deep_linear_descent, is_scalar,
                                       live_coordinates, rank_mlp, run_arms, singular_tail, standardize_live,
                                       unchanged_fraction, update_rank)
 from initrepro.training import train_members
-from initrepro.core.verdicts import Evidence, compare, positive_control, seeds_needed, select_lr
 
 if threads:
     torch.set_num_threads(threads)
 seed, rank_seeds, search_seeds, seeds, dead_seeds = (shift(s, seed_set) for s in
                                                       (seed, rank_seeds, search_seeds, seeds, dead_seeds))
 torch.manual_seed(seed)
-record = StageRecord("idinit", profile, seed=seed, output_root=output_root, seed_set=seed_set)
+record = StageRecord("idinit", profile, seed=seed, output_root=output_root, seed_set=seed_set, replot=replot)
 CHANCE = 0.1  # 10 classes
 
 # %% [markdown]
 # ## Claim 2: momentum and the identity start of a deep linear net
 
-# %%
+# %% tags=["compute"]
 gen = torch.Generator().manual_seed(seed)
 x_lin = torch.randn(lin_sets, lin_samples, lin_dim, generator=gen, dtype=torch.float64)
 LIN_ARMS = {"GD": dict(momentum=0.0), f"GD + momentum {lin_momentum:g}": dict(momentum=lin_momentum),
@@ -103,26 +105,16 @@ lin_losses = {arm: deep_linear_descent(x_lin, -x_lin, lin_steps, lin_lr, **kw).n
               for arm, kw in tqdm(LIN_ARMS.items(), desc="deep linear")}
 lin_final = {arm: l[:, -1] for arm, l in lin_losses.items()}
 print({a: v.tolist() for a, v in lin_final.items()})
+record.curve("linear_loss", {f"{arm}, data set {i + 1}": (list(range(len(row))), row)
+                             for arm, l in lin_losses.items() for i, row in enumerate(l)}, y="full-data loss")
 
-# %%
-fig, ax = subplots(1, 1, figsize=(6, 3.8))
-for arm, l in lin_losses.items():
-    for i, row in enumerate(l):
-        ax.plot(np.maximum(row, 1e-20), color=sns.color_palette()[list(LIN_ARMS).index(arm)], alpha=0.8,
-                label=arm if i == 0 else None)
-ax.set(yscale="log", xlabel="step", ylabel="full-data loss 0.5 E||Wx - y||^2",
-       title=f"3-layer linear net from I, target -I (d={lin_dim}, lr {lin_lr:g})")
-ax.legend()
-lin_path = record.figure(fig, "linear_momentum.png")
-
-# %%
+# %% tags=["compute"]
 gd, gdm, sgd = (lin_final[a] for a in LIN_ARMS)
 record.claim(
     "idinit.momentum_converges",
     checks=[Check("GD (no momentum): smallest final loss over data sets", gd.min(), ">=", stall_loss_min,
                   note="stalled at the zero-product saddle (loss d/2)"),
             Check("GD with momentum: largest final loss over data sets", gdm.max(), "<=", converged_loss_max)],
-    figures=[lin_path],
     reason=(f"{lin_sets} data sets of {lin_samples} Gaussian samples, {lin_steps} steps at lr {lin_lr:g}: "
             f"GD ends at {gd.min():.3g}..{gd.max():.3g} (saddle loss {lin_dim / 2:g}), GD + momentum at "
             f"{gdm.max():.2g} or less; momentum-free SGD with batch {lin_batch} (context) ends at "
@@ -139,7 +131,7 @@ record.claim(
 # padded identity exceeds B by the registered margin. Kaiming (random) is the control that this
 # setup can show a rank above B; Hadamard (ZerO) fills the padded rows too.
 
-# %%
+# %% tags=["compute"]
 train_set, test_set = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test)
 x_tr, x_te = standardize_live(train_set.x.double(), test_set.x.double())
 d0 = x_tr.shape[1]
@@ -154,8 +146,9 @@ rank_ens = Ensemble(rank_models, running_stats=True)
 res = train_members(rank_ens, TensorData(x_tr, train_set.y, train_set.num_classes, train_set.name),
                     {"test": TensorData(x_te, test_set.y, test_set.num_classes, test_set.name)},
                     lrs=[rank_lr] * len(rank_runs), seeds=[s for _, s in rank_runs], epochs=rank_steps,
-                    batch_size=rank_batch, momentum=momentum, max_steps=rank_steps)
-w3, w3_init = rank_ens.stacked[rank_ens.names.index("4.weight")].detach(), res.initial["4.weight"]
+                    batch_size=rank_batch, momentum=momentum, max_steps=rank_steps, device=device)
+# ranks and singular values on the CPU, whatever the training device
+w3, w3_init = rank_ens.stacked[rank_ens.names.index("4.weight")].detach().cpu(), res.initial["4.weight"].cpu()
 ranks, tails, rank_acc, rank_sv = {a: [] for a in RANK_FILLS}, {a: [] for a in RANK_FILLS}, {a: [] for a in RANK_FILLS}, {}
 for i, (arm, s) in enumerate(rank_runs):
     change = w3[i] - w3_init[i]
@@ -164,19 +157,10 @@ for i, (arm, s) in enumerate(rank_runs):
     rank_acc[arm].append(res.final["test"][i])
     rank_sv.setdefault(arm, torch.linalg.svdvals(change).numpy())
 print(f"D_0 {d0}, data rank {data_rank}, bound {bound}; ranks {ranks}; accuracy {rank_acc}")
+record.measure("rank", {"bound": bound, "input_dim": d0, "sizes": rank_sizes, "ranks": ranks,
+                        "singular_values_first_seed": rank_sv})
 
-# %%
-fig, ax = subplots(1, 1, figsize=(6, 3.8))
-for arm, sv in rank_sv.items():
-    ax.plot(np.arange(1, len(sv) + 1), np.maximum(sv / sv[0], 1e-18), label=f"{arm}: rank {ranks[arm][0]}")
-ax.axvline(bound, color="k", ls=":", label=f"live coordinates of W3's input B = {bound}")
-ax.axhline(rank_rtol, color="grey", ls="--", label=f"rank tolerance {rank_rtol:g}")
-ax.set(yscale="log", xlabel="index", ylabel="singular value / largest",
-       title=f"W3 - W3(init) after {rank_steps} steps (first seed)")
-ax.legend(fontsize=8)
-rank_path = record.figure(fig, "update_rank.png")
-
-# %%
+# %% tags=["compute"]
 tail_key = f"s{bound + 1}/s1"
 padded, zero_padded = ranks["padded identity (IDI)"], ranks["zero-padded identity"]
 record.claim(
@@ -190,7 +174,6 @@ record.claim(
             Check(f"padded identity: smallest {tail_key} over seeds (the first singular value past B)",
                   min(t[tail_key] for t in tails["padded identity (IDI)"]), ">=", rank_tail_min,
                   note=f"far above the rank tolerance {rank_rtol:g}: the excess rank is not rounding")],
-    figures=[rank_path],
     reason=(f"MLP {'-'.join(map(str, rank_sizes))} on {dataset} with {train_set.x[0].numel() - d0} constant pixels "
             f"dropped and every pixel standardized (D_0 = {d0}, data rank {data_rank}; live coordinates behind the "
             f"zero-padded widening layer B = {bound}), {rank_steps} steps at lr {rank_lr:g}, momentum {momentum:g}, "
@@ -209,7 +192,7 @@ record.claim(
 # at an end). IDInit trains without Fixup's scalars (a plain ResNet); ZerO uses its authors' ReLU
 # (gradient 1 at exactly 0); Kaiming runs without and with batch norm.
 
-# %%
+# %% tags=["compute"]
 ARMS = accuracy_arms()
 order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed))
 n_val = int(len(train_set) * val_fraction)
@@ -233,28 +216,17 @@ choice = {a: select_lr(acc_lrs, [[search[(a, lr, s)]["val"] for s in search_seed
 best_lr = {a: c.lr for a, c in choice.items()}
 print("chosen lr:", best_lr)
 
-# %%
+# %% tags=["compute"]
 final_runs = [(a, best_lr[a], s) for a in ARMS if best_lr[a] is not None for s in seeds]
 final_res = run_arms(ARMS, final_runs, train_set, {"test": test_set}, eval_every_epoch=True, **NET)
 final = {a: [final_res[(a, best_lr[a], s)]["test"] if best_lr[a] is not None else float("nan") for s in seeds]
          for a in ARMS}
-curves = [{"scheme": a, "seed": s, "epoch": e + 1, "test accuracy": v}
-          for (a, lr, s), r in final_res.items() for e, v in enumerate(r["curve"]["test"])]
 print(pd.DataFrame(final).describe().loc[["mean", "std", "min"]])
+record.curve("test_accuracy", {f"{a} seed {s}": (list(range(1, len(r["curve"]["test"]) + 1)), r["curve"]["test"])
+                               for (a, lr, s), r in final_res.items()}, x="epoch", y="test accuracy")
+record.measure("accuracy", {"final_test_acc": final, "best_lr": best_lr})
 
-# %%
-fig, axes = subplots(1, 2, figsize=(11, 3.8))
-if curves:
-    sns.lineplot(pd.DataFrame(curves), x="epoch", y="test accuracy", hue="scheme", hue_order=list(ARMS), units="seed",
-                 estimator=None, ax=axes[0], alpha=0.5)
-axes[0].set(title=f"{dataset}, {acc_kind} ResNet {acc_widths} x {acc_blocks} (one line per seed)", ylim=(0, 1))
-sns.stripplot(pd.DataFrame(final), ax=axes[1])
-axes[1].set(ylabel="final test accuracy", title=f"{len(seeds)} seeds; lr " +
-            ", ".join(f"{a} {best_lr[a]:g}" for a in ARMS if best_lr[a] is not None), ylim=(0, 1))
-axes[1].tick_params(axis="x", labelsize=8)
-acc_path = record.figure(fig, "accuracy.png")
-
-# %%
+# %% tags=["compute"]
 baselines = [a for a in ARMS if a != "IDInit"]
 evidence, per_comparison = [], {}
 for b in baselines:
@@ -268,7 +240,6 @@ ref_error = {b: 1 - float(np.nanmean(final[b])) for b in baselines}
 record.claim(
     "idinit.comparable_accuracy",
     checks=evidence,
-    figures=[acc_path],
     reason=(f"{dataset}, {acc_kind} ResNet widths {acc_widths} x blocks {acc_blocks} (type {block_type}), "
             f"{acc_epochs} epochs, {len(seeds)} seeds, lr per scheme from {acc_lrs} ({len(search_seeds)} search seeds "
             f"on a {val_fraction:g} validation split): "
@@ -289,7 +260,7 @@ record.claim(
 # when it never received a gradient. "Nearly none untrained" is tested on IDIZ alone
 # (channel-maintain + IDIZ): with IDIC nothing is zero-padded, so full IDInit's 0% comes from IDIC.
 
-# %%
+# %% tags=["compute"]
 ABLATION = {"base (channel, zeros)": Arm("idinit", {"conv": "channel", "eps": 0.0}),
             "+IDIC (patch, zeros)": Arm("idinit", {"conv": "patch", "eps": 0.0}),
             "+IDIZ (channel, eps)": Arm("idinit", {"conv": "channel"}),
@@ -303,7 +274,8 @@ for net in tqdm(DEAD_NETS, desc="dead parameters"):
                     block_type, s) for a, s in runs]
     ens = Ensemble(models, running_stats=True)
     res = train_members(ens, train_set, {"test": test_set}, lrs=[dead_lr] * len(runs), seeds=[s for _, s in runs],
-                        epochs=dead_epochs, batch_size=batch_size, momentum=momentum, frozen=lambda i, n: is_scalar(n))
+                        epochs=dead_epochs, batch_size=batch_size, momentum=momentum, frozen=lambda i, n: is_scalar(n),
+                        device=device)
     weights = dict(zip(ens.names, ens.stacked))
     trained = [n for n in ens.names if not is_scalar(n)]
     last = [n for n in trained if n.endswith(IDIZ_LAYERS)]
@@ -315,22 +287,9 @@ for net in tqdm(DEAD_NETS, desc="dead parameters"):
         dead_acc[net][arm].append(res.final["test"][i])
 for net in DEAD_NETS:
     print(net, pd.DataFrame(dead[net]).mean().round(4).to_dict(), pd.DataFrame(dead_acc[net]).mean().round(3).to_dict())
+record.measure("dead", {"unchanged_fraction": dead, "test_acc": dead_acc})
 
-# %%
-fig, axes = subplots(1, 2, figsize=(11, 3.8))
-frame = pd.concat([pd.DataFrame(dead[net]).melt(var_name="arm", value_name="fraction").assign(net=net)
-                   for net in DEAD_NETS])
-sns.barplot(frame, x="arm", y="fraction", hue="net", ax=axes[0], errorbar=None)
-axes[0].set(ylabel="fraction of weights never changed", xlabel="", title=f"after {dead_epochs} epochs, lr {dead_lr:g}")
-acc_frame = pd.concat([pd.DataFrame(dead_acc[net]).melt(var_name="arm", value_name="accuracy").assign(net=net)
-                       for net in DEAD_NETS])
-sns.barplot(acc_frame, x="arm", y="accuracy", hue="net", ax=axes[1], errorbar=None)
-axes[1].set(ylabel="test accuracy", xlabel="", ylim=(0, 1), title="Table 4 ablation on " + dataset)
-for ax in axes:
-    ax.tick_params(axis="x", labelsize=7, rotation=15)
-dead_path = record.figure(fig, "dead_parameters.png")
-
-# %%
+# %% tags=["compute"]
 dead_checks = []
 for net in DEAD_NETS:
     base, idiz = dead[net]["base (channel, zeros)"], dead[net]["+IDIZ (channel, eps)"]
@@ -341,11 +300,11 @@ for net in DEAD_NETS:
               dead_idiz_max, note="Fig. 5: nearly none untrained with IDIZ"),
         compare("IDIZ", idiz, "exact zeros", base, margin=dead_margin, superior=True, higher_is_better=False,
                 bounds=(0, 1), unit=f"({net}, fraction never changed)")]
+record.measure("dead_comparisons", dict(zip(DEAD_NETS, (c.measured for c in dead_checks if isinstance(c, Evidence)))))
 dead_checks = [Evidence(c.checks, c.summary, {}) if isinstance(c, Evidence) else c for c in dead_checks]
 record.claim(
     "idinit.dead_neurons",
     checks=dead_checks,
-    figures=[dead_path],
     reason=(f"{dataset}, ResNets with blocks {dead_blocks}, {dead_epochs} epochs at lr {dead_lr:g}, no weight decay, "
             f"{len(dead_seeds)} seeds; mean fraction never changed, in the whole net [in the IDIZ-filled layers] "
             "(test accuracy): "
@@ -360,13 +319,178 @@ record.claim(
 # %% [markdown]
 # ## Out of reach on a CPU
 
-# %%
+# %% tags=["compute"]
 for claim_id, why in {
     "idinit.imagenet": "ImageNet training of ViT-B/32, ResNet-50/152 and SE-ResNet-50 needs GPUs and the ImageNet data.",
     "idinit.bert": "BERT-Base pre-training needs a GPU cluster and a pre-training corpus.",
 }.items():
     record.claim(claim_id, skip_reason=why)
 
+# %% [markdown]
+# ## Figures, drawn from the measurements alone (`make figures` redraws them)
+# Colours: one per scheme (`scheme_color`), the same in every figure; variants of one scheme
+# family (Kaiming with and without batch norm, IDInit's ablation arms) share its colour and
+# differ in marker. Compared quantities are drawn per arm as the seeds (dots) and their mean
+# with its 95% t interval; each comparison as the paired difference with the 95% interval its
+# verdict was decided by, against its margin (dashed).
+
 # %%
+#: the colour of each arm: its scheme's (the rank probe's and the ablation's arms named by their scheme)
+COLOR_OF = {"padded identity (IDI)": "IDInit", "zero-padded identity": "partial identity", "Hadamard (ZerO)": "ZerO",
+            "base (channel, zeros)": "exact zeros", "+IDIC (patch, zeros)": "IDIC", "+IDIZ (channel, eps)": "IDIZ",
+            "IDInit (patch, eps)": "IDInit"}
+MARKER_OF = {"Kaiming + BN": "D", "Fixup": "s", "ZerO": "^", "Hadamard (ZerO)": "^", "+IDIC (patch, zeros)": "s",
+             "+IDIZ (channel, eps)": "D"}
+LINE_OF = {"Kaiming + BN": "--", "Hadamard (ZerO)": "-.", "zero-padded identity": "--"}
+# the deep linear net's arms are optimizers on one scheme (the identity): GD black, momentum in IDInit's colour
+OPTIMIZER_STYLE = {"GD": dict(color="black", lw=2.5), "GD + momentum": dict(color=scheme_color("IDInit")),
+                   "SGD": dict(color="grey", ls=":")}
+
+
+def color(arm):
+    return scheme_color(COLOR_OF.get(arm, arm))
+
+
+def arm_points(ax, x, values, arm, label=None, width=0.25):
+    """The seeds of one arm at ``x`` (dots) and their mean with its 95% CI (bar); NaN runs left out."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    ax.plot(x + np.linspace(-width / 2, width / 2, len(v)) if len(v) > 1 else [x] * len(v), v, ".", color=color(arm),
+            alpha=0.45)
+    if len(v):
+        m, lo, hi = mean_ci(v)
+        err = [[m - lo], [hi - m]] if np.isfinite(lo) else None
+        ax.errorbar([x], [m], yerr=err, fmt=MARKER_OF.get(arm, "o"), ms=7, color=color(arm), capsize=5, lw=2,
+                    label=label)
+    elif label:
+        ax.plot([], [], " ", label=label)
+
+
+def interval_panel(ax, rows, xlabel):
+    """One row per comparison ``(label, measured, arm)``, ``measured`` a comparison's record (mean_diff,
+    ci_low, ci_high, threshold): mean paired difference and its 95% CI against the margin it was held to."""
+    for y, (label, iv, arm) in enumerate(rows):
+        m, lo, hi, thr = (float("nan") if iv[k] is None else float(iv[k])
+                          for k in ("mean_diff", "ci_low", "ci_high", "threshold"))
+        if np.isfinite([m, lo, hi]).all():
+            ax.errorbar([m], [y], xerr=[[m - lo], [hi - m]], fmt=MARKER_OF.get(arm, "o"), color=color(arm), capsize=5, lw=2,
+                        label="mean difference, 95% CI" if y == 0 else None)
+            where = ("CI above the margin" if lo > thr else "CI below the margin" if hi < thr
+                     else "CI straddles the margin: undecided")
+        else:
+            where = "no interval (too few finite runs)"
+        ax.vlines(thr, y - 0.35, y + 0.35, color="k", ls="--", lw=1.5,
+                  label="margin (the CI must lie above it)" if y == 0 else None)
+        ax.annotate(where, (thr, y + 0.38), fontsize="x-small", ha="center", va="bottom")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize="small")
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set(xlabel=xlabel)
+    ax.legend(fontsize="x-small", loc="best")
+
+# %%
+fig, ax = subplots(1, 1, figsize=(7.5, 4.2))
+shown = set()
+for series, (steps_, loss) in record.curves["linear_loss"]["series"].items():
+    arm = series.rsplit(", data set", 1)[0]
+    key = next(k for k in sorted(OPTIMIZER_STYLE, key=len, reverse=True) if arm.startswith(k))
+    ax.plot(steps_, np.maximum(loss, 1e-20), **OPTIMIZER_STYLE[key], alpha=0.8, label=None if arm in shown else arm)
+    shown.add(arm)
+ax.axhline(stall_loss_min, color="k", ls="--", lw=1, label=f"GD must stay at or above {stall_loss_min:g} (stalled)")
+ax.axhline(converged_loss_max, color=scheme_color("IDInit"), ls="--", lw=1,
+           label=f"GD + momentum must end at or below {converged_loss_max:g} (converged)")
+ax.set(yscale="log", xlabel="step", ylabel="full-data loss 0.5 E||Wx - y||^2",
+       title=f"3-layer linear net from the identity, target -x (d={lin_dim}, lr {lin_lr:g}), one line per data set")
+ax.legend(fontsize="small")
+record.figure(fig, "linear_momentum.png", claims=["idinit.momentum_converges"])
+
+# %%
+rk = record.measurements["rank"]
+B = rk["bound"]
+fig, axes = subplots(1, 2, figsize=(13, 4.4), width_ratios=[3, 2])
+for arm, sv in rk["singular_values_first_seed"].items():
+    sv = np.asarray(sv, dtype=float)
+    axes[0].plot(np.arange(1, len(sv) + 1), np.maximum(sv / sv[0], 1e-18), color=color(arm), ls=LINE_OF.get(arm, "-"),
+                 label=f"{arm}: rank {rk['ranks'][arm][0]}")
+axes[0].axvline(B, color="k", ls=":", label=f"bound B = {B}: live coordinates of W3's input")
+axes[0].axhline(rank_rtol, color="grey", ls="--", label=f"rank tolerance {rank_rtol:g}")
+axes[0].set(yscale="log", xlabel="singular value index", ylabel="singular value / largest",
+            title=f"singular values of W3 - W3(init) after {rank_steps} steps (first seed)")
+axes[0].legend(fontsize="x-small")
+for j, (arm, rs) in enumerate(rk["ranks"].items()):
+    axes[1].plot(j + np.linspace(-0.12, 0.12, len(rs)) if len(rs) > 1 else [j], rs, MARKER_OF.get(arm, "o"),
+                 color=color(arm), ms=8)
+axes[1].axhline(B, color="k", ls=":", lw=1, label=f"bound B = {B} (zero padding must stay at or below)")
+axes[1].axhline(B + rank_margin, color="k", ls="--", lw=1,
+                label=f"B + margin {rank_margin} (padded identity and Kaiming must reach it)")
+axes[1].set_xticks(range(len(rk["ranks"])), [a.replace(" (", "\n(").replace("zero-padded ", "zero-padded\n")
+                                              for a in rk["ranks"]], fontsize="x-small")
+axes[1].set(ylabel="rank of W3 - W3(init)", title=f"every seed ({len(rank_seeds)}); MLP {'-'.join(map(str, rk['sizes']))}")
+axes[1].legend(fontsize="x-small", loc="best")
+record.figure(fig, "update_rank.png", claims=["idinit.rank_constraint"])
+
+# %%
+acc = record.measurements["accuracy"]
+claim = next(c for c in record.claims if c["id"] == "idinit.comparable_accuracy")
+fig, axes = subplots(1, 3, figsize=(16, 4.4), width_ratios=[4, 3, 3])
+shown = set()
+for series, (ep, accs) in record.curves["test_accuracy"]["series"].items():
+    arm = series.rsplit(" seed ", 1)[0]
+    axes[0].plot(ep, accs, color=color(arm), ls=LINE_OF.get(arm, "-"), marker=MARKER_OF.get(arm, "o"), ms=4,
+                 alpha=0.6, label=None if arm in shown else arm)
+    shown.add(arm)
+if not shown:
+    axes[0].text(0.5, 0.5, "no final run: every lr collapsed in the search", ha="center", transform=axes[0].transAxes)
+axes[0].axhline(CHANCE, color="grey", ls=":", lw=1, label="chance")
+axes[0].set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1),
+            title=f"{dataset}, {acc_kind} ResNet {acc_widths} x {acc_blocks}, one line per seed")
+axes[0].legend(fontsize="x-small")
+for j, (arm, vals) in enumerate(acc["final_test_acc"].items()):
+    lr = acc["best_lr"][arm]
+    arm_points(axes[1], j, vals, arm, label=f"{arm} (lr {lr:g})" if lr is not None else f"{arm}: every lr collapsed")
+axes[1].set_xticks(range(len(acc["final_test_acc"])), [a.replace(" + ", "\n+ ") for a in acc["final_test_acc"]],
+                   fontsize="small")
+axes[1].set(ylabel="final test accuracy", title=f"{len(seeds)} seeds (dots), mean and 95% CI")
+axes[1].legend(fontsize="x-small")
+interval_panel(axes[2], [(f"IDInit - {name.removeprefix('IDInit vs ')}", iv, name.removeprefix("IDInit vs "))
+                         for name, iv in claim["measured"]["comparisons"].items()],
+               xlabel="paired difference in test accuracy (IDInit - reference)")
+axes[2].set_title("IDInit on par with each reference: within its margin", fontsize="medium")
+record.figure(fig, "accuracy.png", claims=["idinit.comparable_accuracy"])
+
+# %%
+dd = record.measurements["dead"]
+nets = list(dd["unchanged_fraction"])
+fig, axes = subplots(2, 2, figsize=(13, 8))
+for ax, net in zip(axes[0], nets):
+    for j, (arm, vals) in enumerate(dd["unchanged_fraction"][net].items()):
+        arm_points(ax, j, vals, arm, label=arm)
+    ax.axhline(dead_zero_min, color=scheme_color("exact zeros"), ls="--", lw=1,
+               label=f"exact zeros: median must be >= {dead_zero_min:g}")
+    ax.axhline(dead_idiz_max, color=scheme_color("IDIZ"), ls="--", lw=1,
+               label=f"IDIZ alone: every seed must be <= {dead_idiz_max:g}")
+    ax.set_xticks(range(len(dd["unchanged_fraction"][net])), [a.replace(" (", "\n(") for a in dd["unchanged_fraction"][net]],
+                  fontsize="x-small")
+    ax.set(ylabel="fraction of weights never changed", ylim=(-0.02, 1),
+           title=f"{net} ResNet {dead_conv_widths if net == 'conv' else dead_fc_widths} x {dead_blocks}, "
+                 f"{dead_epochs} epoch{'s' if dead_epochs != 1 else ''} at lr {dead_lr:g}")
+for k, net in enumerate(nets):
+    for j, (arm, vals) in enumerate(dd["test_acc"][net].items()):
+        arm_points(axes[1, 0], 5 * k + j, vals, arm)
+axes[1, 0].axhline(CHANCE, color="grey", ls=":", lw=1, label="chance")
+axes[1, 0].set_xticks([1.5, 6.5], [f"{n} ResNet" for n in nets])
+axes[1, 0].set(ylabel="test accuracy", ylim=(0, 1), title="test accuracy of the ablation arms (context)")
+axes[1, 0].legend(fontsize="x-small")
+fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize="small")
+interval_panel(axes[1, 1], [(f"{net}: exact zeros - IDIZ", iv, "+IDIZ (channel, eps)")
+                            for net, iv in record.measurements["dead_comparisons"].items()],
+               xlabel="paired difference in the fraction never changed (exact zeros - IDIZ)")
+axes[1, 1].set_title(f"IDIZ leaves fewer weights untrained: by more than {dead_margin:g}", fontsize="medium")
+record.figure(fig, "dead_parameters.png", claims=["idinit.dead_neurons"])
+
+# %%
+record.verdicts_figure()
+
+# %% tags=["compute"]
 record.write()
 print(record.summary())

@@ -47,23 +47,43 @@ spread_threshold = 1e-3
 width1_margin = 0.10
 accuracy_margin = 0.05
 paper_precision = ""
+replot = False  # True: redraw the figures from the committed measurements (`make figures`)
 
 # %%
+import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from initrepro.core.claims import Check, StageRecord
-from initrepro.data import load_dataset
-from initrepro.core.plotting import subplots
+from initrepro.core.plotting import deciding_checks, scheme_color, subplots
 from initrepro.core.seeding import shift
+from initrepro.core.verdicts import compare, positive_control
+from initrepro.data import load_dataset
 from initrepro.studies.constnet import probe_kernels, seconds_per_step, train_arms
 from initrepro.training import TrainConfig
-from initrepro.core.verdicts import compare, positive_control
 
 torch.set_num_threads(threads)
 seed, seeds = shift(seed, seed_set), shift(seeds, seed_set)
-record = StageRecord("nondeterminism", profile, seed=seed, output_root=output_root, seed_set=seed_set)
+record = StageRecord("nondeterminism", profile, seed=seed, output_root=output_root, seed_set=seed_set, replot=replot)
+
+
+def arm_name(init, breaker):
+    return "He init" if init == "he" else f"ConstNet, {breaker}"
+
+
+def arm_color(arm):
+    """He and ConstNet without breaker in their scheme colours, each breaker in its own."""
+    return scheme_color("He" if arm == "He init" else "ConstNet" if arm == "ConstNet, none" else arm.split(", ")[-1])
+
+
+def arm_style(arm):
+    """Line style per breaker, so that pale breaker colours stay apart."""
+    return {"reduction_order": "--", "ulp_jitter": "-.", "dropout": ":", "cuda": (0, (8, 2, 1, 2))}.get(
+        arm.split(", ")[-1], "-")
+
+
+# %% tags=["compute"]
 train_set, test_set = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test)
 chance = 1.0 / train_set.num_classes
 
@@ -74,7 +94,7 @@ chance = 1.0 / train_set.num_classes
 # `ONEDNN_MAX_CPU_ISA` / `ATEN_CPU_CAPABILITY` (read once per process, so each runs in a fresh
 # interpreter).
 
-# %%
+# %% tags=["compute"]
 probe = probe_kernels(probe_envs, dataset=dataset, seed=seed, steps=probe_steps, depth=depth,
                       widen_factor=probe_widen_factor, batch_size=batch_size, lr=lr, kernels=probe_kernel_sets)
 print(pd.DataFrame(probe).T)
@@ -82,7 +102,7 @@ print(pd.DataFrame(probe).T)
 # %% [markdown]
 # ## Cost of the CPU emulation of GPU non-determinism (ratios of times from this run)
 
-# %%
+# %% tags=["compute"]
 x, y = train_set.x[:batch_size], train_set.y[:batch_size]
 bench = dict(depth=depth, widen_factor=widen_factor, num_classes=train_set.num_classes, steps=benchmark_steps)
 step_s = {arm: seconds_per_step(arm, x, y, **bench) for arm in ("none", "reduction_order", "ulp_jitter")}
@@ -90,11 +110,12 @@ step_s["none, oneDNN on"] = seconds_per_step("none", x, y, kernels="onednn", **b
 step_s["none, oneDNN off (PyTorch im2col)"] = seconds_per_step("none", x, y, kernels="onednn_off", **bench)
 cost_vs_none = {arm: t / step_s["none"] for arm, t in step_s.items()}
 print({arm: f"{r:.2f}x" for arm, r in cost_vs_none.items()})
+record.measure("step_cost_vs_none", cost_vs_none)
 
 # %% [markdown]
 # ## Training every arm on the same seeds (He for the longest budget, compared at each arm's)
 
-# %%
+# %% tags=["compute"]
 he_epochs = max(arm_epochs.values())
 arms = [("he", "none", he_epochs), ("constnet", "none", arm_epochs["none"])] + [
     ("constnet", b, arm_epochs[b]) for b in breakers]
@@ -107,42 +128,17 @@ jobs = [dict(breaker=b, init=init, train_set=train_set, test_set=test_set, depth
 jobs.sort(key=lambda j: -j["cfg"].epochs * cost_vs_none.get(j["breaker"], 1.0))  # longest first
 runs = {(j["init"], j["breaker"], j["cfg"].seed): r for j, r in zip(jobs, train_arms(jobs, workers))}
 
-
-def arm_name(init, breaker):
-    return "He init" if init == "he" else f"ConstNet, {breaker}"
-
-
-# %%
-trace = pd.DataFrame([
-    {"arm": arm_name(init, breaker), "seed": s, "step": step, "diversity": div,
-     "distinct filter fraction": frac, "median relative spread": max(spread, 1e-12)}
-    for (init, breaker, s), run in runs.items() if not run.skipped
-    for step, div, frac, spread in zip(run.tracker.step, run.tracker.diversity, run.tracker.distinct_fraction,
-                                       run.tracker.median_spread)])
-fig, axes = subplots(1, 3, figsize=(15, 4))
-for ax, metric in zip(axes, ["diversity", "distinct filter fraction", "median relative spread"]):
-    sns.lineplot(trace, x="step", y=metric, hue="arm", units="seed", estimator=None, ax=ax, legend=ax is axes[1])
-axes[0].set(ylabel="sum over layers of log sqrt(1 - corr^2)", title="authors' diversity (backward corr)")
-axes[1].set(ylabel="fraction of distinct filters", title="bitwise-distinct 3x3-conv filters (mean over layers)")
-axes[1].legend(loc="center right")
-axes[2].set(yscale="log", ylabel="relative spread (float64; 0 drawn at 1e-12)",
-            title="filter spread, median over 3x3 convs")
-axes[2].axhline(spread_threshold, color="grey", ls="--")
-for ax in axes:
-    ax.set_xlabel("SGD step")
-symmetry_fig = record.figure(fig, "symmetry_vs_step.png")
-
-curves = pd.DataFrame([{"arm": arm_name(init, breaker), "seed": s, "step": step, "test accuracy": acc}
-                       for (init, breaker, s), run in runs.items() if not run.skipped
-                       for step, acc in zip(run.history.step, run.history.test_acc)])
-fig, ax = subplots(figsize=(7, 4))
-sns.lineplot(curves, x="step", y="test accuracy", hue="arm", units="seed", estimator=None, alpha=0.6, ax=ax)
-ax.set(title=f"test accuracy, WRN-{depth}-{widen_factor} on {dataset}, {len(seeds)} seeds")
-accuracy_fig = record.figure(fig, "test_accuracy_vs_step.png")
-figures = [symmetry_fig, accuracy_fig]
+# Every arm and seed as a curve, in the order of `arms` (not the training order, which follows timings).
+ran = [(init, b, s) for init, b, _ in arms for s in seeds if not runs[init, b, s].skipped]
+record.curve("test_accuracy", {f"{arm_name(i, b)} seed {s}": (runs[i, b, s].history.step, runs[i, b, s].history.test_acc)
+                               for i, b, s in ran}, y="test accuracy")
+for name, field in (("diversity", "diversity"), ("distinct_filter_fraction", "distinct_fraction"),
+                    ("median_filter_spread", "median_spread")):
+    record.curve(name, {f"{arm_name(i, b)} seed {s}": (runs[i, b, s].tracker.step, getattr(runs[i, b, s].tracker, field))
+                        for i, b, s in ran}, y=name.replace("_", " "))
 
 
-# %%
+# %% tags=["compute"]
 def acc_of(init, breaker, epoch):
     return [runs[init, breaker, s].test_acc_at(epoch) for s in seeds]
 
@@ -180,15 +176,17 @@ record.claim(
              chance=chance, n_test=n_test, bounds=(0, 1), collapse_alternative="less",
              paper_precision="the paper's tables were not available to us; its deterministic arm 'behaves like a "
                              "width-1 network'")],
-    figures=figures,
     reason=f"After {arm_epochs['none'] * steps_per_epoch} steps ConstNet without breaker reached "
            f"{sum(none_acc) / len(none_acc):.3f} test accuracy (He {sum(he_none) / len(he_none):.3f}). "
            + kernel_finding,
     measured={"constnet_none_acc": none_acc, "he_acc": he_none, "kernel_probe": probe,
               "steps": arm_epochs["none"] * steps_per_epoch, "kernels": sorted({r.kernels for r in none_runs}),
               "step_cost_vs_channel_uniform": cost_vs_none})
+record.measure("max_distinct_filters", {f"seed {s}": {"step": r.tracker.step, "outputs": r.tracker.max_distinct,
+                                                      "inputs": r.tracker.max_distinct_inputs}
+                                        for s, r in zip(seeds, none_runs)})
 
-# %%
+# %% tags=["compute"]
 for breaker in breakers:
     claim_id = f"constnet.{breaker}_breaks_symmetry"
     arm_runs = [runs["constnet", breaker, s] for s in seeds]
@@ -219,13 +217,108 @@ for breaker in breakers:
          Check("min over seeds of diversity gain (final - init)", diversity_gain, ">", 0.0),
          compare(f"ConstNet + {breaker}", arm_acc, "He", he_acc, margin=accuracy_margin, chance=chance, n_test=n_test,
                  bounds=(0, 1), paper_precision=paper_precision)],
-        figures=figures,
         reason=f"The median filter spread passed {spread_threshold:g} in {len(broke)} of {len(seeds)} seeds, at steps "
                f"{broke} of {total}"
                + (f"; a step costs {cost_vs_none[breaker]:.2f}x a step without breaker" if breaker in cost_vs_none
                   else "") + ".",
         measured=measured)
 
+# %% [markdown]
+# ## Figures, drawn from the measurements alone (`make figures` redraws them)
+
 # %%
+decided = [c["id"] for c in record.claims if c["verdict"] != "skipped"]
+fig, axes = subplots(2, 2, figsize=(13, 8.5))
+panels = [("diversity", "authors' diversity: sum over layers of log sqrt(1 - corr^2)\n(corr: of two filters' backward signals)",
+           "diversity of the filters (higher: more different)", None),
+          ("distinct_filter_fraction", "fraction of bitwise-distinct 3x3-conv filters\n(mean over layers)",
+           "distinct filters (1 / channels: all identical)", None),
+          ("median_filter_spread", "relative spread of the filters\n(median over 3x3 convs; 0 drawn at 1e-12)",
+           f"filter spread: a breaker's final spread must exceed {spread_threshold:g}", "log")]
+for ax, (name, ylabel, title, scale) in zip(axes.flat, panels):
+    shown = set()
+    for series, (steps_, values) in record.curves[name]["series"].items():
+        arm = series.rsplit(" seed ", 1)[0]
+        values = [max(v, 1e-12) for v in values] if scale == "log" else values
+        ax.plot(steps_, values, marker=".", ms=4, color=arm_color(arm), ls=arm_style(arm), lw=1.8, alpha=0.85,
+                label=None if arm in shown else arm)
+        shown.add(arm)
+    if scale == "log":
+        ax.set_yscale("log")
+        ax.axhline(spread_threshold, color="black", ls="--", lw=1, label=f"threshold {spread_threshold:g}")
+    ax.set(xlabel="SGD step", ylabel=ylabel, title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.legend(fontsize="small")
+ax = axes[1, 1]
+for series, data in record.measurements["max_distinct_filters"].items():
+    ax.plot(data["step"], data["outputs"], marker="o", ms=4, color=arm_color("ConstNet, none"), alpha=0.8,
+            label=f"output filters, {series}")
+    ax.plot(data["step"], data["inputs"], marker="x", ls=":", color=arm_color("ConstNet, none"), alpha=0.8,
+            label=f"input channels, {series}")
+ax.axhline(1, color="black", ls="--", lw=1, label="must stay 1 (all identical)")
+ax.set(xlabel="SGD step", ylabel="most distinct filters in any 3x3 conv",
+       title="ConstNet without breaker: distinct filters (claim: stays 1)")
+ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+ax.legend(fontsize="x-small")
+record.figure(fig, "symmetry_vs_step.png", claims=decided)
+
+# %%
+comparisons = [(c, check, interval) for c in record.claims if c["id"] in decided
+               for check, interval in deciding_checks(c) if interval is not None]
+fig, (ax_c, ax_d) = subplots(1, 2, figsize=(14, 4.8), width_ratios=[1.1, 1])
+shown = set()
+for series, (steps_, accs) in record.curves["test_accuracy"]["series"].items():
+    arm = series.rsplit(" seed ", 1)[0]
+    ax_c.plot(steps_, accs, marker=".", color=arm_color(arm), ls=arm_style(arm), lw=1.8, alpha=0.8,
+              label=None if arm in shown else arm)
+    shown.add(arm)
+ax_c.set(xlabel="SGD step", ylabel="test accuracy", ylim=(0, 1),
+         title=f"WRN-{depth}-{widen_factor} on {dataset}, one line per seed ({len(seeds)} seeds)")
+ax_c.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+ax_c.legend(fontsize="small")
+for row, (claim, check, interval) in enumerate(comparisons):
+    m = claim["measured"]
+    if "constnet_none_acc" in m:  # He - ConstNet without breaker: superiority
+        arm, pairs = "ConstNet, none", zip(m["he_acc"], m["constnet_none_acc"])
+    else:  # ConstNet + breaker - He at the same steps: non-inferiority
+        arm, pairs = f"ConstNet, {claim['id'].split('.')[1].rsplit('_breaks', 1)[0]}", zip(m["acc"], m["he_acc_same_steps"])
+    diffs = [a - b for a, b in pairs if a is not None and b is not None]
+    ax_d.plot(diffs, [row] * len(diffs), "o", ms=4, color=arm_color(arm), alpha=0.6, mec="grey",
+              label="paired seeds" if row == 0 else None)
+    if all(v is not None and np.isfinite(v) for v in interval.values()):
+        ax_d.errorbar([interval["mean_diff"]], [row], xerr=[[interval["mean_diff"] - interval["ci_low"]],
+                                                           [interval["ci_high"] - interval["mean_diff"]]],
+                      fmt="D", color="black", capsize=5, label="mean and 95% CI" if row == 0 else None)
+    ax_d.vlines(check["threshold"], row - 0.4, row + 0.4, color="black", ls="--", lw=1.5,
+                label="margin: the CI's low end must be right of it" if row == 0 else None)
+ax_d.axvline(0, color="grey", lw=0.6)
+ax_d.set_yticks(range(len(comparisons)),
+                [f"{c['id'].split('.')[1]}\n{check['name'].split(' of ', 1)[-1]}\n({c['verdict'].replace('_', ' ')})"
+                 for c, check, _ in comparisons], fontsize="small")
+ax_d.invert_yaxis()
+ax_d.set(xlabel="paired difference of test accuracy at the same number of steps",
+         title=f"what decided: He - no breaker > {width1_margin:g}; breaker - He > -{accuracy_margin:g}")
+ax_d.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=3, frameon=False)
+record.figure(fig, "test_accuracy_vs_step.png", claims=decided)
+
+# %%
+costs = record.measurements["step_cost_vs_none"]
+fig, ax = subplots(figsize=(7, 3.2))
+names = list(costs)
+ax.barh(names, [costs[n] for n in names],
+        color=[arm_color(f"ConstNet, {n}") if n in breakers else arm_color("ConstNet, none") for n in names])
+ax.axvline(1, color="black", lw=1, ls="--", label="a step without breaker, channel-uniform kernels")
+ax.invert_yaxis()
+ax.set(xlabel="time of one SGD step / time of a step without breaker (least of the timed steps)",
+       title=f"cost of each symmetry breaker on this CPU (WRN-{depth}-{widen_factor}, batch {batch_size})")
+ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
+record.figure(fig, "step_cost.png", claims=[c for c in decided if c.split(".")[1].rsplit("_breaks", 1)[0]
+                                            in costs])
+
+# %%
+record.verdicts_figure()
+
+# %% tags=["compute"]
 record.write()
 print(record.summary())

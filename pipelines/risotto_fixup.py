@@ -48,34 +48,40 @@ chance = 0.1  # 10 classes
 superiority_margin = 0.0  # "outperforms": RISOTTO - X > this (accuracy)
 overall_best_margin = 0.01  # "overall best": X - RISOTTO + BN < this for every other arm X
 paper_precision = "the paper's tables were not available to us"
+device = "cpu"  # models and batches move here ("cuda" on a GPU)
+replot = False  # True: redraw the figures from the committed measurements (`make figures`)
 
 # %%
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
+from matplotlib.ticker import MaxNLocator
 from tqdm import tqdm
 
-from initrepro.studies.risotto import train_arms
 from initrepro.core.claims import Check, StageRecord
+from initrepro.core.plotting import scheme_color, subplots
+from initrepro.core.seeding import shift
+from initrepro.core.stats import mean_ci
+from initrepro.core.verdicts import COLLAPSE_TOLERANCE, collapsed, compare, positive_control, select_lr
 from initrepro.data import TensorData, load_dataset
 from initrepro.measures.isometry import jacobian_singular_values
 from initrepro.models.resnet import branch_skip_ratios, resnet
-from initrepro.core.plotting import subplots
-from initrepro.core.seeding import shift
+from initrepro.studies.risotto import train_arms
 from initrepro.training import TrainConfig
-from initrepro.core.verdicts import collapsed, compare, positive_control, select_lr
 
 if threads:
     torch.set_num_threads(threads)
 seed, search_seeds, seeds = shift(seed, seed_set), shift(search_seeds, seed_set), shift(seeds, seed_set)
 torch.manual_seed(seed)
-record = StageRecord("risotto_fixup", profile, seed=seed, output_root=output_root, seed_set=seed_set)
+record = StageRecord("risotto_fixup", profile, seed=seed, output_root=output_root, seed_set=seed_set, replot=replot)
+SCHEME_NAMES = {"risotto": "RISOTTO", "he": "He (no BN)", "fixup": "Fixup", "skipinit": "SkipInit"}
+BN_STYLE = {False: "-", True: "--"}  # line style: without / with batch norm (RISOTTO + BN shares RISOTTO's colour)
 
 # %% [markdown]
 # ## Claims 1 and 2: Jacobian spectra and branch/skip balance at initialization
 
-# %%
+# %% tags=["compute"]
 ISO_SHAPES = {"fc": (iso_width // 2,), "conv": (iso_in, iso_size, iso_size)}
 
 
@@ -101,20 +107,12 @@ risotto_dev = {f"{k}/{b}": float(np.abs(spectra[k, b, "risotto"] - 1).max()) for
 he_spread = {f"{k}/{b}": float(spectra[k, b, "he"].max() / spectra[k, b, "he"].min()) for k, b in configs}
 print("RISOTTO max |s - 1|:", risotto_dev)
 print("He s_max / s_min:", he_spread)
+record.measure("jacobian_spectra", {f"{k}/{b}": {init: spectra[k, b, init] for init in ("risotto", "he")}
+                                    for k, b in configs})
+record.measure("branch_skip_ratios", {f"{k}/{b}": {init: ratios[k, b, init] for init in SCHEME_NAMES}
+                                      for k, b in configs})
 
-# %%
-fig, axes = subplots(1, len(configs), figsize=(4 * len(configs), 3.4), sharey=True)
-for ax, (kind, btype) in zip(axes, configs):
-    for init, label in (("risotto", "RISOTTO"), ("he", "He")):
-        s = spectra[kind, btype, init]
-        ax.plot(np.arange(1, len(s) + 1), s, marker=".", label=label)
-    ax.set(yscale="log", title=f"{kind}, type {btype}, {iso_blocks} blocks", xlabel="index (descending)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-axes[0].set_ylabel("singular value of d output / d input")
-axes[0].legend()
-spectra_path = record.figure(fig, "jacobian_spectra.png")
-
-# %%
+# %% tags=["compute"]
 record.claim(
     "risotto.exact_isometry",
     checks=[Check("blocks per net", iso_blocks, ">=", 16, precondition=True,
@@ -122,28 +120,13 @@ record.claim(
     + [Check(f"RISOTTO {c}: max |s - 1|", v, "<=", isometry_tol) for c, v in risotto_dev.items()]
     + [Check(f"He {c}: s_max / s_min", v, ">=", he_min_spread, note="negative control")
        for c, v in he_spread.items()],
-    figures=[spectra_path],
     reason=(f"RISOTTO Jacobians at {iso_blocks} blocks, width {iso_width}, float64: largest deviation "
             f"{max(risotto_dev.values()):.1e} from 1; He nets of the same shape span s_max/s_min "
             f"{min(he_spread.values()):.3g} to {max(he_spread.values()):.3g}."),
     measured={"risotto_max_abs_dev": risotto_dev, "he_spread": he_spread},
 )
 
-# %%
-SCHEME_STYLES = {"risotto": ("RISOTTO", "o", "-"), "he": ("He (no BN)", "s", "-"),
-                 "fixup": ("Fixup", "x", "--"), "skipinit": ("SkipInit", "+", ":")}
-fig, axes = subplots(1, len(configs), figsize=(4 * len(configs), 3.4), sharey=True)
-for ax, (kind, btype) in zip(axes, configs):
-    for init, (label, marker, style) in SCHEME_STYLES.items():
-        r = ratios[kind, btype, init]
-        ax.plot(np.arange(1, len(r) + 1), r, marker=marker, ls=style, ms=5, label=label)
-    ax.set(title=f"{kind}, type {btype}, at init", xlabel="block")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-axes[0].set_ylabel("||residual branch|| / ||skip||")
-axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
-ratio_path = record.figure(fig, "branch_skip_ratio.png")
-
-# %%
+# %% tags=["compute"]
 risotto_ratios = np.concatenate([ratios[c + ("risotto",)] for c in configs])
 identity_max = {name: float(max(ratios[c + (name,)].max() for c in configs)) for name in ("fixup", "skipinit")}
 record.claim(
@@ -152,7 +135,6 @@ record.claim(
             Check("RISOTTO max branch/skip ratio", risotto_ratios.max(), "<=", balance_band[1]),
             Check("Fixup max branch/skip ratio", identity_max["fixup"], "<=", 0.0),
             Check("SkipInit max branch/skip ratio", identity_max["skipinit"], "<=", 0.0)],
-    figures=[ratio_path],
     reason=(f"RISOTTO (alpha = beta = 1) ratios {risotto_ratios.min():.2f}..{risotto_ratios.max():.2f} over "
             f"every block of fc/conv, type B/C nets (theory for independent orthogonal V: sqrt(2) for B, "
             f"sqrt(3) for C); Fixup max {identity_max['fixup']:.3g}, SkipInit max {identity_max['skipinit']:.3g}."),
@@ -175,7 +157,7 @@ record.claim(
 # as RISOTTO + BN at least as good as every other arm, with or without BN, within
 # `overall_best_margin` (non-inferiority against each). Every run counts (`verdicts.compare`).
 
-# %%
+# %% tags=["compute"]
 SCHEMES = {  # arm -> (initializer, batch norm)
     "RISOTTO": ("risotto", False),
     "Fixup": ("fixup", False),
@@ -202,7 +184,8 @@ def config(lr):
 
 
 def run(arms, lr, run_seeds, train_data, eval_data):
-    return train_arms(build, arms, run_seeds, train_data, eval_data, config(lr), scalar_lr_factor=scalar_lr_factor)
+    return train_arms(build, arms, run_seeds, train_data, eval_data, config(lr), scalar_lr_factor=scalar_lr_factor,
+                      device=device)
 
 
 def by_architecture(arms_lr):
@@ -229,6 +212,11 @@ chosen = {arm: select_lr(lrs, [search[arm, lr][:, -1] for lr in lrs], chance, na
                          max_extensions=max_extensions) for arm in SCHEMES}
 best_lr = {arm: c.lr for arm, c in chosen.items()}
 print({arm: c.evidence.summary for arm, c in chosen.items()})
+# The lr search as curves: validation accuracy at the end of training against the lr (NaN: diverged).
+record.curve("lr_search", {f"{arm} seed {s}": (chosen[arm].lrs, [search[arm, lr][j, -1] for lr in chosen[arm].lrs])
+                           for arm in SCHEMES for j, s in enumerate(search_seeds)},
+             x="learning rate", y="validation accuracy")
+record.measure("lr_search", {arm: {"batch_norm": SCHEMES[arm][1], "chosen_lr": best_lr[arm]} for arm in SCHEMES})
 
 curves = {}  # arm -> test accuracy (seeds, epochs) at the chosen lr
 for (bn, lr), arms in tqdm(by_architecture([(a, lr) for a, lr in best_lr.items() if lr is not None]).items(),
@@ -237,8 +225,12 @@ for (bn, lr), arms in tqdm(by_architecture([(a, lr) for a, lr in best_lr.items()
 final = {arm: curves[arm][:, -1] if arm in curves else np.full(len(seeds), np.nan) for arm in SCHEMES}
 print(pd.DataFrame({arm: {"lr": best_lr[arm], "mean": np.nanmean(a) if np.isfinite(a).any() else np.nan,
                           "collapsed": int(collapsed(a, chance).sum())} for arm, a in final.items()}).T)
+record.curve("test_accuracy", {f"{arm} seed {s}": (list(range(1, acc.shape[1] + 1)), acc[j])
+                               for arm, acc in curves.items() for j, s in enumerate(seeds)},
+             x="epoch", y="test accuracy")
+record.measure("final_test_acc", final)
 
-# %%
+# %% tags=["compute"]
 NO_BN = ["Fixup", "SkipInit"]
 OTHERS = [a for a in SCHEMES if a != "RISOTTO + BN"]
 COMPARISONS = {  # claim -> [(a, b, superior, margin, collapse_alternative)]
@@ -249,38 +241,6 @@ evidence = {(a, b): compare(a, final[a], b, final[b], margin=m, superior=sup, ch
                             bounds=(0, 1), paper_precision=paper_precision, collapse_alternative=alt)
             for pairs in COMPARISONS.values() for a, b, sup, m, alt in pairs}
 
-fig, axes = subplots(1, 3, figsize=(16, 4.2))
-for ax, bn in zip(axes[:2], (False, True)):
-    for arm in (a for a in SCHEMES if SCHEMES[a][1] == bn):
-        grid = chosen[arm].lrs
-        acc = np.nan_to_num(np.array([search[arm, lr][:, -1] for lr in grid]))  # diverged: 0
-        line, = ax.plot(grid, acc.mean(axis=1), marker="o", label=f"{arm} (lr {best_lr[arm]})")
-        ax.plot(np.repeat(grid, acc.shape[1]), acc.ravel(), ".", color=line.get_color(), alpha=0.4)
-        if best_lr[arm] is not None:
-            ax.plot([best_lr[arm]], [acc[grid.index(best_lr[arm])].mean()], "*", ms=14, color=line.get_color())
-    ax.axhline(chance + 0.05, color="gray", ls=":", lw=1)
-    ax.set(xscale="log", ylim=(0, 1), xlabel="learning rate",
-           ylabel=f"validation accuracy ({len(search_seeds)} seeds; diverged = 0)",
-           title=f"lr search {'with' if bn else 'without'} batch norm (star: selected)")
-    ax.legend(fontsize=8)
-pairs = list(evidence)
-for i, (a, b) in enumerate(pairs):
-    d = np.nan_to_num(final[a], nan=chance) - np.nan_to_num(final[b], nan=chance)
-    axes[2].plot(np.full(len(d), i), d, ".", alpha=0.6, color="gray")
-    m = evidence[a, b].measured
-    if np.isfinite(m["ci_low"]):
-        axes[2].errorbar([i], [m["mean_diff"]], yerr=[[m["mean_diff"] - m["ci_low"]], [m["ci_high"] - m["mean_diff"]]],
-                         fmt="o", capsize=5, color="C0" if a == "RISOTTO" else "C3")
-axes[2].axhline(superiority_margin, color="C0", ls="--", lw=1, label=f"superiority margin +{superiority_margin:g}")
-axes[2].axhline(-overall_best_margin, color="C3", ls="--", lw=1,
-                label=f"non-inferiority margin -{overall_best_margin:g}")
-axes[2].axhline(0, color="gray", lw=0.5)
-axes[2].set_xticks(range(len(pairs)), [f"{a}\n- {b}" for a, b in pairs], fontsize=7)
-axes[2].set(ylabel="paired test accuracy difference", title=f"{len(seeds)} seeds per arm at the selected lr (95% CI)")
-axes[2].legend(fontsize=8)
-accuracy_path = record.figure(fig, "accuracy.png")
-
-# %%
 setup = (f"{dataset}, conv ResNet widths {widths} x blocks {blocks} (type {block_type}), {epochs} epochs "
          f"({warmup_epochs:g} of linear warmup, lr / 10 at {milestones}), scalars at {scalar_lr_factor:g} x lr, "
          f"lr grid {lrs} per arm (extended at an end) searched with {len(search_seeds)} seeds on {n_val} held-out "
@@ -311,7 +271,6 @@ for claim_id, pairs in COMPARISONS.items():
         claim_id,
         [chosen[a].evidence for a in arms] + [positive_control(b, final[b], chance) for b in references]
         + [evidence[a, b] for a, b, *_ in pairs],
-        figures=[accuracy_path],
         reason=context(claim_id),
         measured={"final_test_acc": {a: final[a] for a in arms}, "best_lr": {a: best_lr[a] for a in arms},
                   "lr_grid": {a: chosen[a].lrs for a in arms},
@@ -319,6 +278,155 @@ for claim_id, pairs in COMPARISONS.items():
                   "comparisons": {f"{a} - {b}": evidence[a, b].measured for a, b, *_ in pairs}},
     )
 
+# %% [markdown]
+# ## Figures, drawn from the measurements alone (`make figures` redraws them)
+
 # %%
+spectra_m = record.measurements["jacobian_spectra"]
+exact = next(c for c in record.claims if c["id"] == "risotto.exact_isometry")["measured"]
+names = list(spectra_m)
+fig = plt.figure(figsize=(4 * len(names), 7.4), layout="constrained")
+axd = fig.subplot_mosaic([names, ["dev"] * (len(names) // 2) + ["spread"] * (len(names) - len(names) // 2)])
+for i, name in enumerate(names):
+    ax = axd[name]
+    for init in ("risotto", "he"):
+        s = spectra_m[name][init]
+        ax.plot(np.arange(1, len(s) + 1), s, marker=".", color=scheme_color(init), label=SCHEME_NAMES[init])
+    kind, btype = name.split("/")
+    ax.set(yscale="log", title=f"{'fully connected' if kind == 'fc' else 'convolutional'}, type {btype} blocks",
+           xlabel="singular value number (largest first)")
+    ax.set_ylabel("singular value of the input-output\nJacobian at init" if i == 0 else "")
+    ax.axhline(1, color="black", lw=0.8, ls=":", label="1 (isometry)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize="small")
+ax = axd["dev"]
+dev = exact["risotto_max_abs_dev"]
+ax.bar(list(dev), [max(v, 1e-18) for v in dev.values()], color=scheme_color("RISOTTO"), label="RISOTTO")
+ax.axhline(isometry_tol, color="black", ls="--", lw=1, label=f"tolerance {isometry_tol:g} (must be below)")
+ax.set(yscale="log", ylabel="largest |singular value - 1|", xlabel="net (layer type / block type)",
+       title=f"RISOTTO: distance from an exact isometry ({iso_blocks} blocks, float64)")
+ax.legend(fontsize="small")
+ax = axd["spread"]
+spread_ = exact["he_spread"]
+ax.bar(list(spread_), list(spread_.values()), color=scheme_color("He"), label="He (negative control)")
+ax.axhline(he_min_spread, color="black", ls="--", lw=1, label=f"{he_min_spread:g} (must reach it)")
+ax.set(yscale="log", ylabel="largest / smallest singular value", xlabel="net (layer type / block type)",
+       title="He: the spectrum spreads (negative control)")
+ax.legend(fontsize="small")
+record.figure(fig, "jacobian_spectra.png", claims=["risotto.exact_isometry"])
+
+# %%
+ratio_m = record.measurements["branch_skip_ratios"]
+fig, axes = subplots(1, len(ratio_m), figsize=(4 * len(ratio_m), 3.8), sharey=True)
+markers = {"risotto": "o", "he": "s", "fixup": "x", "skipinit": "+"}
+top = max(max(r) for by_init in ratio_m.values() for r in by_init.values())
+for ax, (name, by_init) in zip(np.atleast_1d(axes), ratio_m.items()):
+    ax.axhspan(balance_band[0], balance_band[1], color=scheme_color("RISOTTO"), alpha=0.08,
+               label=f"band RISOTTO must stay in ({balance_band[0]:g} to {balance_band[1]:g})")
+    for init, r in by_init.items():
+        ax.plot(np.arange(1, len(r) + 1), r, marker=markers[init], ms=6, color=scheme_color(init),
+                label=SCHEME_NAMES[init] + (" (must be 0)" if init in ("fixup", "skipinit") else ""))
+    kind, btype = name.split("/")
+    ax.set(title=f"{'fully connected' if kind == 'fc' else 'convolutional'}, type {btype}, at init", xlabel="block",
+           ylim=(-0.05 * top, 1.25 * top))
+    ax.xaxis.get_major_locator().set_params(integer=True)
+np.atleast_1d(axes)[0].set_ylabel("size of residual branch / size of skip\n(output norms on a batch)")
+np.atleast_1d(axes)[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small")
+record.figure(fig, "branch_skip_ratio.png", claims=["risotto.balanced_branches"])
+
+# %%
+search_c = record.curves["lr_search"]["series"]
+lr_info = record.measurements["lr_search"]
+fig, axes = subplots(1, 2, figsize=(13, 4.6), sharey=True)
+for ax, bn in zip(axes, (False, True)):
+    for arm, info in lr_info.items():
+        if info["batch_norm"] != bn:
+            continue
+        per_seed = [v for k, v in search_c.items() if k.rsplit(" seed ", 1)[0] == arm]
+        grid = per_seed[0][0]
+        acc = np.nan_to_num(np.array([ys for _, ys in per_seed], dtype=float))  # (seeds, lrs); diverged: 0
+        color, chosen_lr = scheme_color(arm), info["chosen_lr"]
+        ax.plot(grid, acc.mean(axis=0), marker="o", color=color, ls=BN_STYLE[bn],
+                label=f"{arm}: chosen lr {chosen_lr:g}" if chosen_lr is not None else f"{arm}: no lr chosen "
+                      "(a search seed collapsed at every lr)")
+        ax.plot(np.tile(grid, acc.shape[0]), acc.ravel(), ".", color=color, alpha=0.45)
+        if chosen_lr is not None:
+            ax.plot([chosen_lr], [acc[:, grid.index(chosen_lr)].mean()], "*", ms=18, color=color, mec="black")
+    ax.axhline(chance + COLLAPSE_TOLERANCE, color="grey", ls=":", lw=1.2,
+               label=f"collapse line, chance + {COLLAPSE_TOLERANCE:g}: an lr is eligible only if every seed is above")
+    grid_all = sorted({lr for k, (xs, _) in search_c.items() for lr in xs})
+    ax.set(xscale="log", ylim=(0, 1), xlabel="learning rate",
+           title=f"lr search {'with' if bn else 'without'} batch norm (star: the chosen lr)")
+    ax.set_xticks(grid_all, [f"{lr:g}" for lr in grid_all])
+    ax.minorticks_off()
+    ax.legend(fontsize="x-small", loc="upper left")
+axes[0].set_ylabel(f"validation accuracy at the end of training\n(line: mean of {len(search_seeds)} search seeds, "
+                   "dots: seeds; diverged = 0)")
+record.figure(fig, "lr_search.png", claims=["risotto.beats_fixup_skipinit", "risotto.with_batch_norm"])
+
+# %%
+final_m = record.measurements["final_test_acc"]
+arms_ = list(final_m)
+rows = [(c["id"], pair, m) for c in record.claims if c["id"] in ("risotto.beats_fixup_skipinit", "risotto.with_batch_norm")
+        for pair, m in c["measured"]["comparisons"].items()]
+fig, (ax_c, ax_a, ax_d) = subplots(1, 3, figsize=(18, 5), width_ratios=[1, 0.9, 1.1])
+shown = set()
+for series, (epochs_, accs) in record.curves["test_accuracy"]["series"].items():
+    arm = series.rsplit(" seed ", 1)[0]
+    ax_c.plot(epochs_, accs, marker=".", color=scheme_color(arm), ls=BN_STYLE[lr_info[arm]["batch_norm"]], alpha=0.6,
+              label=None if arm in shown else f"{arm} (lr {lr_info[arm]['chosen_lr']:g})")
+    shown.add(arm)
+for arm in arms_:
+    if arm not in shown:
+        ax_c.plot([], [], color=scheme_color(arm), ls=BN_STYLE[lr_info[arm]["batch_norm"]], label=f"{arm}: not trained "
+                  "(no lr chosen)")
+ax_c.axhline(chance, color="grey", ls=":", lw=1, label=f"chance {chance:g}")
+if not record.curves["test_accuracy"]["series"]:
+    ax_c.text(0.5, 0.5, "no arm trained: no lr was chosen for any", transform=ax_c.transAxes, ha="center")
+ax_c.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+ax_c.set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1), xlim=(0.5, epochs + 0.5),
+         title=f"test accuracy at the chosen lr, {len(seeds)} evaluation seeds each")
+ax_c.legend(fontsize="x-small")
+for i, arm in enumerate(arms_):
+    vals = np.array([np.nan if v is None else v for v in final_m[arm]], dtype=float)
+    ok = np.isfinite(vals)
+    color = scheme_color(arm)
+    ax_a.plot(np.full(ok.sum(), i), vals[ok], "o", color=color, alpha=0.5)
+    ax_a.plot(np.full((~ok).sum(), i), np.full((~ok).sum(), chance), "x", color=color, ms=8,
+              label="diverged or not trained (counted at chance)" if (~ok).any() and not ax_a.get_legend_handles_labels()[1]
+              else None)
+    mean, lo, hi = mean_ci(np.where(ok, vals, chance))
+    ax_a.errorbar([i], [mean], yerr=[[mean - lo], [hi - mean]] if np.isfinite(lo) else None, fmt="D", ms=7,
+                  color=color, mec="black", capsize=6)
+ax_a.axhline(chance, color="grey", ls=":", lw=1, label=f"chance {chance:g}")
+ax_a.set_xticks(range(len(arms_)), arms_, rotation=20, fontsize="small")
+ax_a.set(ylabel="final test accuracy (diamond: mean, 95% CI)", ylim=(0, 1), title="final test accuracy per arm")
+ax_a.legend(fontsize="x-small")
+claim_color = {"risotto.beats_fixup_skipinit": scheme_color("RISOTTO"), "risotto.with_batch_norm": "black"}
+for row, (cid, pair, m) in enumerate(rows):
+    a, b = pair.split(" - ", 1)
+    fa = np.array([chance if v is None else v for v in final_m[a]], dtype=float)
+    fb = np.array([chance if v is None else v for v in final_m[b]], dtype=float)
+    ax_d.plot(fa - fb, np.full(len(fa), row), ".", color="grey", alpha=0.6, label="paired seeds" if row == 0 else None)
+    if all(m.get(k) is not None for k in ("mean_diff", "ci_low", "ci_high")):
+        ax_d.errorbar([m["mean_diff"]], [row], xerr=[[m["mean_diff"] - m["ci_low"]], [m["ci_high"] - m["mean_diff"]]],
+                      fmt="D", color=claim_color[cid], capsize=5, label=f"mean and 95% CI ({cid})"
+                      if row == [r[0] for r in rows].index(cid) else None)
+    ax_d.vlines(m["threshold"], row - 0.4, row + 0.4, color=claim_color[cid], ls="--", lw=1.5,
+                label=("superiority margin: the CI must lie right of it" if cid == "risotto.beats_fixup_skipinit"
+                       else "non-inferiority margin: the CI must lie right of it")
+                if row == [r[0] for r in rows].index(cid) else None)
+ax_d.axvline(0, color="grey", lw=0.6)
+ax_d.set_yticks(range(len(rows)), [pair for _, pair, _ in rows], fontsize="small")
+ax_d.invert_yaxis()
+ax_d.set(xlabel="paired difference of final test accuracy (diverged runs at chance)",
+         title=f"what decided: margins +{superiority_margin:g} (outperforms), -{overall_best_margin:g} (overall best)")
+ax_d.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2, frameon=False)
+record.figure(fig, "accuracy.png", claims=["risotto.beats_fixup_skipinit", "risotto.with_batch_norm"])
+
+# %%
+record.verdicts_figure()
+
+# %% tags=["compute"]
 record.write()
 print(record.summary())

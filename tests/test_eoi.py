@@ -375,3 +375,26 @@ def test_batched_jacobian_matches_jacrev(kind):
     x = torch.randn(1, 8, 8, generator=gen()) if kind == "cnn" else torch.randn(64, generator=gen())
     assert torch.allclose(jacobian_singular_values_batched(net, x), jacobian_singular_values(net, x),
                           rtol=1e-9, atol=1e-14)
+
+
+def test_accuracy_trace_records_curves_without_changing_the_run():
+    from initrepro.studies.eoi import AccuracyTrace, merge_curve, sparse_ensemble
+
+    build = lambda: DeepTanhMLP(64, 4, depth=5, width=16)  # noqa: E731
+    cells = [("eoi", 0), ("uniform_gaussian", 1)]
+    data = random_data(48, (1, 8, 8), 4)
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2, max_steps=5)
+    runs = []
+    for every in (0, 2):
+        ens, masks = sparse_ensemble(build, cells, 0.25, gain=1.0247, bias_std=0.01)
+        trace = AccuracyTrace(masks, data, every=every, last=cfg.max_steps)
+        trace.record(ens, 0)  # at init
+        hist = train(ens, data, data, cfg, after_step=trace, progress=False)
+        runs.append((ens, trace, hist))
+    (plain, _, plain_hist), (traced, trace, hist) = runs
+    assert all(torch.equal(a, b) for a, b in zip(plain.stacked, traced.stacked))
+    assert plain_hist.test_acc == hist.test_acc and trace.step == [0, 2, 4]
+    steps, accs = merge_curve(trace, hist)
+    assert steps == [0, 2, 4, 5] and accs[-1] == hist.test_acc[-1] and len(accs[0]) == len(cells)
+    with pytest.raises(ValueError, match="every"):
+        AccuracyTrace(None, data, every=-1, last=5)

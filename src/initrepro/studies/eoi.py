@@ -169,3 +169,54 @@ def sparse_ensemble(build: Callable[[], nn.Module], cells: Sequence[tuple[str, i
     built = [sparse_net(build, scheme, density, seed, gain=gain, bias_std=bias_std, **builder_kwargs)
              for scheme, seed in cells]
     return stack_sparse([net for net, _ in built], [masks for _, masks in built], device)
+
+
+class AccuracyTrace:
+    """An ``after_step`` hook for :func:`initrepro.training.train` that first runs ``then`` (the
+    static masks) and then, every ``every`` optimizer steps before step ``last``, records the
+    accuracy on ``data`` (a list per member of an ensemble): test-accuracy curves for runs that
+    are shorter than an epoch, where ``train`` evaluates only once. Evaluating draws no random
+    number and changes no weight, so the run trains exactly as without it; ``every=0`` records
+    nothing. :func:`merge_curve` joins it with the per-epoch evaluations.
+
+        >>> trace = AccuracyTrace(masks, test_set, every=10, last=cfg.max_steps)
+        >>> hist = train(ens, train_set, test_set, cfg, after_step=trace)
+        >>> steps, accs = merge_curve(trace, hist)
+    """
+
+    def __init__(self, then: Callable[[nn.Module, int], None] | None, data, every: int, last: int,
+                 device: str | torch.device = "cpu"):
+        if every < 0:
+            raise ValueError(f"every must be >= 0, got {every}")
+        self.then, self.data, self.every, self.last, self.device = then, data, every, last, device
+        self.step: list[int] = []
+        self.acc: list = []
+        self.seconds = 0.0  # spent evaluating (to take out of a run's time per step)
+
+    def record(self, model: nn.Module, step: int) -> None:
+        import time
+
+        from initrepro.training import accuracy
+
+        start = time.perf_counter()
+        self.step.append(step)
+        self.acc.append(accuracy(model, self.data, device=self.device))
+        self.seconds += time.perf_counter() - start
+
+    def __call__(self, model: nn.Module, step: int) -> None:
+        if self.then is not None:
+            self.then(model, step)
+        if self.every and step % self.every == 0 and step < self.last:
+            self.record(model, step)
+
+
+def merge_curve(trace: AccuracyTrace, history) -> tuple[list[int], list]:
+    """The steps and accuracies of ``trace`` and of ``history`` (a :class:`~initrepro.training.History`)
+    in step order; at a step both evaluated, the history's entry.
+
+        >>> merge_curve(trace, hist)  # ([0, 10, 20, 30, 40], [acc at 0, ..., acc at 40])
+    """
+    points = dict(zip(trace.step, trace.acc))
+    points.update(zip(history.step, history.test_acc))
+    steps = sorted(points)
+    return steps, [points[s] for s in steps]

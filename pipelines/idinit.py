@@ -199,7 +199,7 @@ n_val = int(len(train_set) * val_fraction)
 search_val, search_train = (TensorData(train_set.x[i], train_set.y[i], train_set.num_classes, train_set.name)
                             for i in (order[:n_val], order[n_val:]))
 NET = dict(kind=acc_kind, widths=acc_widths, blocks=acc_blocks, block_type=block_type, epochs=acc_epochs,
-           batch_size=batch_size, momentum=momentum, weight_decay=weight_decay)
+           batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, device=device)
 VAL = {"val": search_val}
 search = run_arms(ARMS, [(a, lr, s) for a in ARMS for lr in acc_lrs for s in search_seeds], search_train, VAL, **NET)
 

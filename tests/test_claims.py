@@ -174,4 +174,7 @@ def test_scheme_colors_are_one_palette():
     assert scheme_color("ConstNet + dropout") == scheme_color("constnet")
     assert scheme_color("He") == scheme_color("Kaiming")
     assert scheme_color("ZerO 64 blocks") == scheme_color("ZerO")
+    # schemes that share a figure differ: ZerO and IDInit in idinit's, a scheme and its BN variant
+    assert len({scheme_color(n) for n in ("IDInit", "ZerO", "Kaiming", "Kaiming + BN", "Fixup", "IDIZ", "IDIC")}) == 7
+    assert scheme_color("RISOTTO + BN") != scheme_color("RISOTTO")
     assert scheme_color("some new scheme") == scheme_color("Some new scheme")  # stable for unknown ones

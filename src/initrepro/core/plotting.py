@@ -27,28 +27,32 @@ sns.set_theme(context="notebook", style="whitegrid")
 PNG_METADATA = {"Software": None}
 
 _PALETTE = sns.color_palette("tab20", 20).as_hex()
-#: one colour per initialization scheme, the same in every figure of every stage: the
-#: proposed scheme of each paper in a strong colour, the baselines they are compared with in
-#: the colours of their family (He/Kaiming the same scheme under two names).
+#: one colour per initialization scheme, the same in every figure of every stage, and no two
+#: schemes that share a figure alike: the proposed scheme of each paper in a strong colour, the
+#: baselines in the colours of their family (He and Kaiming are one scheme under two names; a
+#: scheme with batch norm is the light shade of the same hue).
 SCHEME_COLORS = {
-    "constnet": "#1f77b4", "he": "#ff7f0e", "kaiming": "#ff7f0e", "xavier": "#8c564b", "glorot": "#8c564b",
-    "orthogonal": "#7f7f7f", "gaussian": "#bcbd22", "lecun": "#bcbd22",
-    "risotto": "#d62728", "fixup": "#2ca02c", "skipinit": "#9467bd",
+    "constnet": "#1f77b4", "he": "#ff7f0e", "kaiming": "#ff7f0e", "kaiming_bn": "#ffbb78", "bn_resnet": "#ffbb78",
+    "xavier": "#8c564b", "glorot": "#8c564b", "orthogonal": "#7f7f7f", "gaussian": "#bcbd22", "lecun": "#bcbd22",
+    "risotto": "#d62728", "risotto_bn": "#ff9896", "fixup": "#2ca02c", "skipinit": "#9467bd",
     "eoi": "#d62728", "delta_orthogonal": "#7f7f7f", "sao": "#17becf", "dense": "#aec7e8",
-    "s_moment": "#d62728", "fractional": "#d62728",
+    "s_moment": "#d62728", "fractional": "#d62728", "sigma_s": "#d62728",
     "identity": "#d62728", "looks_linear": "#e377c2", "parameter_sharing": "#d62728",
-    "zero": "#d62728", "hadamard": "#d62728", "partial_identity": "#9467bd",
-    "idinit": "#d62728", "idiz": "#e377c2", "idic": "#e377c2", "exact_zeros": "#7f7f7f",
+    "zero": "#17becf", "hadamard": "#17becf", "partial_identity": "#9467bd",
+    "idinit": "#d62728", "idiz": "#e377c2", "idic": "#c5b0d5", "exact_zeros": "#7f7f7f",
 }
 VERDICT_COLORS = {"reproduced": "#2ca02c", "not_reproduced": "#d62728", "inconclusive": "#ff7f0e",
                   "skipped": "#7f7f7f"}
 
 
 def scheme_key(name: str) -> str:
-    """``"ConstNet + dropout"`` -> ``"constnet"``, ``"Delta-orthogonal"`` -> ``"delta_orthogonal"``:
-    lower case, the first word group before a ``+``, ``(`` or ``,``, punctuation as ``_``."""
-    head = re.split(r"[+(,]", str(name))[0].strip().lower()
-    return re.sub(r"[^a-z0-9]+", "_", head).strip("_")
+    """``"ConstNet + dropout"`` -> ``"constnet"``, ``"Delta-orthogonal"`` -> ``"delta_orthogonal"``,
+    ``"Kaiming + BN"`` -> ``"kaiming_bn"``: lower case, the words before a ``+``, ``(`` or ``,``,
+    punctuation as ``_``, and ``_bn`` where batch norm is added to the scheme."""
+    lower = str(name).lower()
+    head = re.sub(r"[^a-z0-9]+", "_", re.split(r"[+(,]", lower)[0]).strip("_")
+    added_bn = re.search(r"\+\s*(bn|batch ?norm)\b", lower) is not None
+    return head + "_bn" if added_bn and not head.endswith("_bn") else head
 
 
 def scheme_color(name: str) -> str:

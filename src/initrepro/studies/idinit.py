@@ -189,11 +189,12 @@ def build(arm: Arm, kind: str, in_shape, num_classes: int, widths, blocks, block
 
 def run_arms(arms: dict[str, Arm], runs: list[tuple[str, float, int]], train, evals: dict, *, kind: str,
              widths, blocks, block_type: str, epochs: int, batch_size: int, momentum: float,
-             weight_decay: float, eval_every_epoch: bool = False) -> dict:
+             weight_decay: float, eval_every_epoch: bool = False, device: str = "cpu") -> dict:
     """Train every run ``(arm, lr, seed)`` (seed: init and data order) on ``train`` and score it
     on ``evals`` (name -> data), grouped so that arms of one architecture share one vmapped pass;
     a diverging run is frozen by the trainer. Returns ``{(arm, lr, seed): {eval: accuracy}}``
-    (NaN where the run diverged), plus ``curve`` per run when ``eval_every_epoch``."""
+    (NaN where the run diverged), plus ``curve`` per run when ``eval_every_epoch``. Models
+    are built on the CPU (the same draws everywhere) and trained on ``device``."""
     out = {}
     groups: dict[tuple, list] = {}
     for run in runs:
@@ -204,7 +205,7 @@ def run_arms(arms: dict[str, Arm], runs: list[tuple[str, float, int]], train, ev
         hist = train_members(ens, train, evals, [lr for _, lr, _ in group_runs], [s for _, _, s in group_runs],
                              epochs=epochs, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
                              frozen=lambda i, n: is_scalar(n) and not arms[group_runs[i][0]].train_scalars,
-                             eval_every_epoch=eval_every_epoch)
+                             eval_every_epoch=eval_every_epoch, device=device)
         for i, run in enumerate(group_runs):
             out[run] = {k: v[i] for k, v in hist.final.items()}
             if eval_every_epoch:

@@ -92,11 +92,6 @@ seed, grid_seeds, train_seeds = shift(seed, seed_set), shift(grid_seeds, seed_se
 record = StageRecord("eoi_deep_sparse", profile, seed=seed, output_root=output_root, seed_set=seed_set, replot=replot)
 
 
-def color(scheme):
-    # approximate_isometry hashes to EOI's red in the shared palette: it is drawn under a name that does not
-    return scheme_color("AI (approximate isometry)" if scheme == "approximate_isometry" else scheme)
-
-
 # %% [markdown]
 # ## Claim 1: exact orthogonality and density over shapes and densities (float32)
 
@@ -340,7 +335,7 @@ eff = claims["eoi.efficient"]
 per_layer = eff["measured"]["per_layer_ms"]
 fig, (ax_b, ax_s) = subplots(1, 2, figsize=(12, 4.2), width_ratios=[1, 1.2])
 ax_b.bar([name.replace(" (", "\n(") for name in per_layer], list(per_layer.values()),
-         color=[color(name) for name in per_layer])
+         color=[scheme_color(name) for name in per_layer])
 ax_b.set(ylabel="CPU ms to build one layer (median)", yscale="log",
          title=f"{timing_size}x{timing_size} layer at density {density}")
 ax_b.tick_params(axis="x", labelsize="small")
@@ -350,7 +345,7 @@ pairs = [("recount loop (authors')", eff["measured"]["eoi_vs_reference"]["refere
           eff["measured"]["eoi_vs_orthogonal"]["eoi_s"])]
 for row, ((name, other, mine), (check, _)) in enumerate(zip(pairs, deciding_checks(eff))):
     ratios = [o / e for o, e in zip(other, mine)]
-    ax_s.plot(ratios, [row] * len(ratios), "o", color=color(name), alpha=0.6,
+    ax_s.plot(ratios, [row] * len(ratios), "o", color=scheme_color(name), alpha=0.6,
               label="each alternating repeat" if row == 0 else None)
     ax_s.plot([check["value"]], [row], "D", ms=9, color="black", label="median (the checked value)" if row == 0 else None)
     ax_s.vlines(check["threshold"], row - 0.35, row + 0.35, color="black", ls="--", lw=1.5,
@@ -370,7 +365,7 @@ fig, axes = subplots(1, 3, figsize=(17, 4.6), width_ratios=[1, 1, 1.1])
 for ax, kind in zip(axes, spectra_m):
     for scheme, by_seed in spectra_m[kind].items():
         for k, sv in enumerate(by_seed.values()):
-            ax.semilogy(np.arange(1, len(sv) + 1), np.maximum(sv, 1e-30), marker="o", ms=3, color=color(scheme), alpha=0.7,
+            ax.semilogy(np.arange(1, len(sv) + 1), np.maximum(sv, 1e-30), marker="o", ms=3, color=scheme_color(scheme), alpha=0.7,
                         ls="--" if scheme in context_inits else "-",
                         label=(scheme + (" (context, not checked)" if scheme in context_inits else "")) if k == 0
                         else None)
@@ -385,7 +380,7 @@ spread_m = jac["measured"]["log_spread"]
 names = list(spread_m)
 for i, scheme in enumerate(names):
     vals = [v for v in spread_m[scheme] if v is not None]
-    ax.plot(vals, [i] * len(vals), "o", color=color(scheme), alpha=0.7, label="seeds" if i == 0 else None)
+    ax.plot(vals, [i] * len(vals), "o", color=scheme_color(scheme), alpha=0.7, label="seeds" if i == 0 else None)
 for comp, reference in (("close", jacobian_reference), ("far", jacobian_far_reference)):
     m = jac["measured"]["comparisons"][comp]
     i = names.index(reference) if reference in names else None
@@ -395,7 +390,7 @@ for comp, reference in (("close", jacobian_reference), ("far", jacobian_far_refe
     ref_mean = float(np.mean([v for v in spread_m[reference] if v is not None]))
     y = i + 0.25
     ax.errorbar([ref_mean - m["mean_diff"]], [y], xerr=[[m["ci_high"] - m["mean_diff"]], [m["mean_diff"] - m["ci_low"]]],
-                fmt="D", color=color("eoi"), capsize=5,
+                fmt="D", color=scheme_color("eoi"), capsize=5,
                 label="EOI's mean, 95% CI (paired with this row)" if comp == "close" else None)
     ax.vlines(ref_mean - m["threshold"], y - 0.3, y + 0.3, color="black", ls="--", lw=1.5,
               label="EOI's CI must lie left of this" if comp == "close" else None)
@@ -414,7 +409,7 @@ for row, kind in enumerate(("mlp", "cnn")):
     shown = set()
     for series, (steps_, accs) in record.curves.get(f"{kind}_test_accuracy", {"series": {}})["series"].items():
         scheme = series.rsplit(" seed ", 1)[0]
-        ax_c.plot(steps_, accs, "o-", ms=3, lw=1.6, color=color(scheme), alpha=0.9,
+        ax_c.plot(steps_, accs, "o-", ms=3, lw=1.6, color=scheme_color(scheme), alpha=0.9,
                   label=None if scheme in shown else scheme)
         shown.add(scheme)
     ax_c.axhline(chance, color="black", ls=":", lw=1, label="chance")
@@ -431,11 +426,11 @@ for row, kind in enumerate(("mlp", "cnn")):
             ax_a.text(i, 0.5, "not trained:\nthe control\ndid not train", ha="center", va="center", fontsize="x-small")
             continue
         ok = np.isfinite(vals)
-        ax_a.plot(np.full(ok.sum(), i), vals[ok], "o", color=color(scheme), alpha=0.6)
-        ax_a.plot(np.full((~ok).sum(), i), np.full((~ok).sum(), chance), "x", color=color(scheme), ms=8)
+        ax_a.plot(np.full(ok.sum(), i), vals[ok], "o", color=scheme_color(scheme), alpha=0.6)
+        ax_a.plot(np.full((~ok).sum(), i), np.full((~ok).sum(), chance), "x", color=scheme_color(scheme), ms=8)
         mean, lo, hi = mean_ci(np.where(ok, vals, chance))
         ax_a.errorbar([i], [mean], yerr=[[mean - lo], [hi - mean]] if np.isfinite(lo) else None, fmt="D", ms=7,
-                      color=color(scheme), mec="black", capsize=6)
+                      color=scheme_color(scheme), mec="black", capsize=6)
     ax_a.axhline(control_check["threshold"], color="black", ls="--", lw=1.2,
                  label=f"{control} (control) median must reach this")
     ax_a.axhline(chance, color="black", ls=":", lw=1, label="chance")
@@ -451,7 +446,7 @@ for row, kind in enumerate(("mlp", "cnn")):
             continue
         if all(m.get(k) is not None for k in ("mean_diff", "ci_low", "ci_high")):
             ax_d.errorbar([m["mean_diff"]], [i], xerr=[[m["mean_diff"] - m["ci_low"]], [m["ci_high"] - m["mean_diff"]]],
-                          fmt="D", color=color("eoi"), capsize=5, label="mean and 95% CI" if i == 0 else None)
+                          fmt="D", color=scheme_color("eoi"), capsize=5, label="mean and 95% CI" if i == 0 else None)
         ax_d.vlines(m["threshold"], i - 0.35, i + 0.35, color="black", ls="--", lw=1.5,
                     label="margin: the CI must lie right of it" if i == 0 else None)
     ax_d.axvline(0, color="grey", lw=0.6)

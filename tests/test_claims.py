@@ -177,4 +177,7 @@ def test_scheme_colors_are_one_palette():
     # schemes that share a figure differ: ZerO and IDInit in idinit's, a scheme and its BN variant
     assert len({scheme_color(n) for n in ("IDInit", "ZerO", "Kaiming", "Kaiming + BN", "Fixup", "IDIZ", "IDIC")}) == 7
     assert scheme_color("RISOTTO + BN") != scheme_color("RISOTTO")
+    from initrepro.core.plotting import SCHEME_COLORS
+
+    assert scheme_color("approximate isometry") not in SCHEME_COLORS.values()
     assert scheme_color("some new scheme") == scheme_color("Some new scheme")  # stable for unknown ones

@@ -26,7 +26,9 @@ sns.set_theme(context="notebook", style="whitegrid")
 # Fixed metadata (no software version or date) so figures are byte-stable where data are.
 PNG_METADATA = {"Software": None}
 
-_PALETTE = sns.color_palette("tab20", 20).as_hex()
+#: colours for schemes not listed below: dark shades (tab20b/c) that no listed scheme uses
+_PALETTE = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",
+            "#756bb1", "#636363"]
 #: one colour per initialization scheme, the same in every figure of every stage, and no two
 #: schemes that share a figure alike: the proposed scheme of each paper in a strong colour, the
 #: baselines in the colours of their family (He and Kaiming are one scheme under two names; a
@@ -57,8 +59,9 @@ def scheme_key(name: str) -> str:
 
 def scheme_color(name: str) -> str:
     """The colour of scheme ``name`` in every figure: :data:`SCHEME_COLORS` where it is listed
-    (also under its first word: "ZerO 64 blocks" is ZerO), else a fixed pick from tab20 by a
-    hash of the name, so that an unknown scheme keeps its colour across figures and runs."""
+    (also under its first word: "ZerO 64 blocks" is ZerO), else a fixed pick from
+    :data:`_PALETTE` by a hash of the name, so that an unknown scheme keeps its colour across
+    figures and runs, and never takes a listed scheme's."""
     key = scheme_key(name)
     for candidate in (key, key.split("_")[0]):
         if candidate in SCHEME_COLORS:

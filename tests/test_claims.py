@@ -115,6 +115,19 @@ def _two_claims(tmp_path):
     return record
 
 
+def test_headline_is_the_check_that_decided():
+    from initrepro.core.claims import headline_check
+
+    refuted = {"name": "CI low of A - B", "value": -0.2, "op": ">", "threshold": 0.0, "passed": False, "part": 1}
+    straddle = {"name": "distance from the margin", "value": -0.1, "op": ">", "threshold": 0.0, "passed": False,
+                "precondition": True, "part": 0}
+    other = {"name": "CI low of A - C", "value": -0.1, "op": ">", "threshold": 0.0, "passed": False, "part": 0}
+    control = {"name": "control", "value": 0.1, "op": ">=", "threshold": 0.2, "passed": False, "precondition": True}
+    assert headline_check({"checks": [straddle, other, refuted]}) == refuted  # not reproduced: the refuting part
+    assert headline_check({"checks": [straddle, other]}) == straddle
+    assert headline_check({"checks": [straddle, other, refuted, control]}) == control  # claim-wide first
+
+
 def test_measurements_and_curves_are_saved_as_drawn(tmp_path):
     import numpy as np
     import torch
@@ -164,6 +177,14 @@ def test_verdict_panels_show_each_deciding_check_with_its_interval():
     assert deciding_checks(claims[0]) == [(claims[0]["checks"][0], None)]
     fig = verdict_panels(claims)
     assert len(fig.axes) == 2 and fig.axes[0].get_title(loc="left").startswith("constnet.signal_propagation: reproduced")
+    # a failed precondition decided an inconclusive claim: it is drawn, in red, without an interval
+    undecided = {**claims[1], "verdict": "inconclusive", "checks": [
+        {**claims[1]["checks"][0], "passed": False}] + claims[1]["checks"][1:]}
+    rows = deciding_checks(undecided)
+    assert rows[0][0]["precondition"] and rows[0][1] is None and len(rows) == 2
+    fig = verdict_panels([undecided])
+    assert "precondition failed: " in fig.axes[0].get_title(loc="left")
+    assert fig.axes[0].lines[0].get_color() == "#d62728"
     empty = verdict_panels([{**claims[0], "verdict": "skipped"}])
     assert "all skipped" in empty.axes[0].texts[0].get_text()
 

@@ -34,8 +34,8 @@ def test_each_seed_set_is_read_from_its_folder(project):
     assert data["flips"] == [{"claim": "fractional.fewer_small_outputs", "seed_set": 1, "verdict": "reproduced",
                               "seed_set_0": "not_reproduced", "reason": "z = 9.0", "reason_seed_set_0":
                               data["flips"][0]["reason_seed_set_0"], "cause": (
-                                  "the claim check lands on opposite sides of its threshold (seed set 0: z = 2, "
-                                  "needs > 5; seed set 1: z = 9, needs > 5)")}]
+                                  "the claim check lands on opposite sides of its threshold; seed set 0: z = 2, "
+                                  "needs > 5; seed set 1: z = 9, needs > 5")}]
     md = (project / "reports/stability.md").read_text()
     assert "| `fractional.fewer_small_outputs` | not reproduced | reproduced | not reproduced | - | not reproduced |" in md
     assert "not run (seed sets 3)" in md
@@ -50,8 +50,12 @@ def test_a_straddling_flip_is_named_underpowered():
     clears = compare("A", [0.95, 0.96, 0.95, 0.97, 0.95], "B", [0.90, 0.91, 0.91, 0.91, 0.90], margin=0.01)
     straddles = compare("A", [0.95, 0.90, 0.99, 0.91, 0.96], "B", [0.90, 0.93, 0.90, 0.92, 0.90], margin=0.01)
     cause = flip_cause({0: "inconclusive", 1: "reproduced"},
-                       {0: [c.to_dict() for c in straddles.checks], 1: [c.to_dict() for c in clears.checks]})
-    assert cause.startswith("the interval straddles the margin under one seed set") and "seed set 1: 95% CI low" in cause
+                       {0: [{**c.to_dict(), "part": 0} for c in straddles.checks],
+                        1: [{**c.to_dict(), "part": 0} for c in clears.checks]})
+    assert cause.startswith("the interval straddles the margin under one seed set")
+    # the same comparison's claim check under both seed sets
+    assert "seed set 0: 95% CI low of A - B" in cause and "seed set 1: 95% CI low of A - B" in cause
+    assert "(comparison seed set 0: inconclusive, seed set 1: reproduced)" in cause
 
 
 def test_a_record_of_another_seed_set_is_not_used(project):

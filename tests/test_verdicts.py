@@ -348,3 +348,25 @@ def test_compare_with_fewer_seeds_than_planned_is_inconclusive():
     assert verdict(compare("A", a, "B", b, margin=0.1, superior=True, planned_n=6)) == "reproduced"
     ev = compare("A", a, "B", b, margin=0.1, superior=True, planned_n=20)
     assert verdict(ev) == "inconclusive" and "20 that 80% power" in ev.checks[1].name
+
+
+def test_a_control_scoped_to_one_comparison_leaves_the_others_deciding(tmp_path):
+    from initrepro.core.verdicts import with_control
+
+    refuted = compare("A", [0.5, 0.52, 0.49, 0.51, 0.5], "B", [0.9, 0.91, 0.9, 0.92, 0.9], margin=0.01)
+    chance_level = compare("A", [0.1, 0.11, 0.1, 0.1, 0.12], "C", [0.1, 0.1, 0.11, 0.1, 0.1], margin=0.01)
+    untrained = positive_control("C", [0.1, 0.11, 0.1, 0.1, 0.12], chance=0.1)
+    record = StageRecord("risotto_fixup", "tiny", seed=0, output_root=tmp_path)
+    entry = record.claim("risotto.beats_fixup_skipinit", [refuted, with_control(untrained, chance_level)])
+    assert entry["verdict"] == "not_reproduced"  # the refuting part decides; the other is undecided
+    control = next(c for c in entry["checks"] if c["name"].startswith("C (positive control)"))
+    assert control["part"] == 1 and not control["passed"]
+    # unscoped, the same control would leave the whole claim inconclusive
+    assert record.claim("risotto.beats_fixup_skipinit", [refuted, untrained, chance_level])["verdict"] == "inconclusive"
+
+
+def test_seeds_needed_has_a_practical_limit():
+    from initrepro.core.verdicts import MAX_SEEDS
+
+    assert seeds_needed(1.0, 1e-3) == -1  # millions of seeds: no practical number
+    assert 5 <= seeds_needed(1.0, 0.05) <= MAX_SEEDS

@@ -327,15 +327,28 @@ class StageRecord:
 
 
 def headline_check(claim: dict) -> dict | None:
-    """The check that states a claim's verdict in one number: the first check that decided it
-    (a failed precondition, else a failed claim check), else the last claim check."""
+    """The check that states a claim's verdict in one number, following :func:`derive_verdict`:
+    a failed claim-wide precondition (a control, an lr search); else, for *not reproduced*, the
+    failed claim check of a refuted part; for *inconclusive*, the failed precondition of an
+    undecided part; else the last claim check."""
     checks = claim["checks"]
-    failed_pre = [k for k in checks if k.get("precondition") and not k["passed"]]
-    failed = failed_pre or [k for k in checks if not k["passed"]]
-    if failed:
-        return failed[0]
+    if not checks:
+        return None
+    global_failed = [k for k in checks if k.get("precondition") and k.get("part") is None and not k["passed"]]
+    if global_failed:
+        return global_failed[0]
+    parts: dict = {}
+    for k in checks:
+        if k.get("part") is not None or not k.get("precondition"):
+            parts.setdefault(k.get("part"), []).append(k)
+    verdicts = {key: _part_verdict(p) for key, p in parts.items()}
+    for verdict, wanted in (("not_reproduced", lambda k: not k.get("precondition") and not k["passed"]),
+                            ("inconclusive", lambda k: k.get("precondition") and not k["passed"])):
+        for key, part_verdict in verdicts.items():
+            if part_verdict == verdict:
+                return next(k for k in parts[key] if wanted(k))
     claim_checks = [k for k in checks if not k.get("precondition")] or checks
-    return claim_checks[-1] if claim_checks else None
+    return claim_checks[-1]
 
 
 def flat_metrics(record: dict) -> dict:

@@ -45,6 +45,7 @@ SCHEME_COLORS = {
 }
 VERDICT_COLORS = {"reproduced": "#2ca02c", "not_reproduced": "#d62728", "inconclusive": "#ff7f0e",
                   "skipped": "#7f7f7f"}
+PASS_COLORS = {True: "#2ca02c", False: "#d62728"}
 
 
 def scheme_key(name: str) -> str:
@@ -83,16 +84,17 @@ def _evidence_of(claim: dict, part) -> dict:
 
 
 def deciding_checks(claim: dict) -> list[tuple[dict, dict | None]]:
-    """The claim checks of ``claim`` (not its preconditions), each with the interval it was
-    decided by where it came from a comparison (``mean_diff``, ``ci_low``, ``ci_high``)."""
+    """The checks that decide ``claim``: its claim checks and every precondition that failed
+    (what leaves a claim *inconclusive*), each with the interval it was decided by where it
+    came from a comparison (``mean_diff``, ``ci_low``, ``ci_high``)."""
     out = []
     for check in claim["checks"]:
-        if check.get("precondition"):
+        if check.get("precondition") and check["passed"]:
             continue
         ev = _evidence_of(claim, check.get("part"))
         interval = ({k: ev[k] for k in ("mean_diff", "ci_low", "ci_high")}
-                    if check.get("part") is not None and all(k in ev for k in ("mean_diff", "ci_low", "ci_high"))
-                    else None)
+                    if check.get("part") is not None and not check.get("precondition")
+                    and all(k in ev for k in ("mean_diff", "ci_low", "ci_high")) else None)
         out.append((check, interval))
     return out
 
@@ -102,24 +104,26 @@ def _finite(x) -> bool:
 
 
 def verdict_panels(claims: list[dict], width: float = 9.0):
-    """One row per claim check of every non-skipped claim: the measured value (or, for a
-    comparison, its mean and 95% interval) against the threshold or margin it was held to,
-    coloured by the claim's verdict; each claim's first row is titled with its id and verdict."""
+    """One row per deciding check (:func:`deciding_checks`) of every non-skipped claim: the
+    measured value (or, for a comparison, its mean and 95% interval) against the threshold or
+    margin it was held to, green where the check passed and red where it failed; each claim's
+    first row is titled with its id and verdict, in the verdict's colour."""
     rows = [(c, check, interval) for c in claims if c["verdict"] != "skipped"
             for check, interval in deciding_checks(c)]
     fig, axes = subplots(max(len(rows), 1), 1, figsize=(width, 0.95 * max(len(rows), 1) + 0.4), squeeze=False)
     seen = set()
     for ax, (claim, check, interval) in zip(axes[:, 0], rows):
-        color = VERDICT_COLORS[claim["verdict"]]
+        color = PASS_COLORS[bool(check["passed"])]
         threshold, value = check["threshold"], check["value"]
         points = [threshold] + ([interval["ci_low"], interval["ci_high"], interval["mean_diff"]] if interval else [value])
         points = [p for p in points if _finite(p)]
         if interval and all(_finite(interval[k]) for k in ("ci_low", "ci_high", "mean_diff")):
             ax.errorbar([interval["mean_diff"]], [0], xerr=[[interval["mean_diff"] - interval["ci_low"]],
                                                             [interval["ci_high"] - interval["mean_diff"]]],
-                        fmt="o", color=color, capsize=4, label="mean and 95% CI")
+                        fmt="o", color=color, capsize=4,
+                        label=f"mean and 95% CI ({'passed' if check['passed'] else 'failed'})")
         elif _finite(value):
-            ax.plot([value], [0], "o", color=color, label="measured")
+            ax.plot([value], [0], "o", color=color, label=f"measured ({'passed' if check['passed'] else 'failed'})")
         else:
             ax.text(0.5, 0.5, f"measured: {value}", transform=ax.transAxes, ha="center", va="center")
         if _finite(threshold):
@@ -138,8 +142,9 @@ def verdict_panels(claims: list[dict], width: float = 9.0):
         label = textwrap.shorten(check["name"], 95)
         first = claim["id"] not in seen
         seen.add(claim["id"])
-        ax.set_title((f"{claim['id']}: {claim['verdict'].replace('_', ' ')}\n" if first else "") + label,
-                     fontsize="small", loc="left", color=color if first else "black")
+        kind = "precondition failed: " if check.get("precondition") else ""
+        ax.set_title((f"{claim['id']}: {claim['verdict'].replace('_', ' ')}\n" if first else "") + kind + label,
+                     fontsize="small", loc="left", color=VERDICT_COLORS[claim["verdict"]] if first else "black")
         ax.tick_params(axis="x", labelsize="x-small")
     if not rows:
         axes[0, 0].set_axis_off()

@@ -208,31 +208,48 @@ def held(verdicts: dict, seed_sets=SEED_SETS) -> str:
 
 
 def flip_cause(verdicts: dict[int, str], checks: dict[int, list[dict]]) -> str:
-    """Why two seed sets disagree, from the check that decided each verdict
-    (:func:`initrepro.core.claims.headline_check`): an interval that straddles its margin under
-    one and clears it under the other is an underpowered comparison; a precondition that
-    fails under one is named; opposite sides of a threshold are a sign flip."""
-    from initrepro.core.claims import format_value, headline_check
+    """Why two seed sets (or kernel paths) disagree, from the numbers of one and the same
+    comparison under both: the part that decided the verdict that is not *reproduced*
+    (:func:`initrepro.core.claims.headline_check`), its claim check under each, and its kind:
+    an interval that straddles its margin under one and clears it under the other is an
+    underpowered comparison; a precondition that fails under one is named; opposite sides of a
+    threshold are a sign flip."""
+    from initrepro.core.claims import _part_verdict, format_value, headline_check
+
+    keys = sorted(verdicts)
+    focus = next((k for k in keys if verdicts[k] == "not_reproduced"),
+                 next((k for k in keys if verdicts[k] == "inconclusive"), keys[0]))
+    deciding = headline_check({"checks": checks[focus]}) or {}
+    part = deciding.get("part")
+
+    def same(k):  # the claim check of the same part (or, claim-wide, the check of the same name)
+        pool = [c for c in checks[k] if c.get("part") == part] if part is not None else checks[k]
+        named = [c for c in pool if c["name"] == deciding.get("name")]
+        claim = [c for c in pool if not c.get("precondition")]
+        return (claim or named or [None])[0] if part is not None else (named or [None])[0]
 
     said = []
-    for k, v in sorted(verdicts.items()):
-        h = headline_check({"checks": checks[k]})
-        said.append(f"seed set {k}: {h['name']} = {format_value(h['value'])}, needs {h['op']} "
-                    f"{format_value(h['threshold'])}" if h else f"seed set {k}: no checks")
-    names = {k: (headline_check({"checks": checks[k]}) or {}).get("name", "") for k in verdicts}
-    undecided = [k for k, v in verdicts.items() if v == "inconclusive"]
-    if undecided and all("from the margin" in names[k] for k in undecided):
+    for k in keys:
+        c = same(k)
+        said.append(f"seed set {k}: {c['name']} = {format_value(c['value'])}, needs {c['op']} "
+                    f"{format_value(c['threshold'])}" if c else f"seed set {k}: no such check")
+    undecided = [k for k in keys if verdicts[k] == "inconclusive"]
+    name = deciding.get("name", "")
+    if undecided and "from the margin" in name:
         kind = ("the interval straddles the margin under one seed set and clears it under the other: the "
                 "comparison is underpowered at this difference")
-    elif undecided and any("power" in names[k] for k in undecided):
+    elif undecided and "power" in name:
         kind = "fewer seeds were run than the registered power calculation needs"
     elif undecided:
-        kind = "a precondition (a control, an lr search or a seed count) failed under one seed set"
+        kind = f"a precondition failed under seed set {focus}: {name} = {format_value(deciding.get('value'))}"
     elif set(verdicts.values()) == {"reproduced", "not_reproduced"}:
         kind = "the claim check lands on opposite sides of its threshold"
     else:
         kind = "the verdicts differ"
-    return f"{kind} ({'; '.join(said)})"
+    if part is not None:
+        parts = {k: _part_verdict([c for c in checks[k] if c.get("part") == part]).replace("_", " ") for k in keys}
+        kind += " (comparison " + ", ".join(f"seed set {k}: {v}" for k, v in parts.items()) + ")"
+    return f"{kind}; {'; '.join(said)}"
 
 
 def flips(data: dict) -> list[dict]:

@@ -80,11 +80,16 @@ def binomial_sd(p: float, n_test: int) -> float:
     return math.sqrt(2 * p * (1 - p) / n_test)
 
 
+#: beyond this many seeds, "would decide" is no practical number (seeds_needed returns -1)
+MAX_SEEDS = 10_000
+
+
 def seeds_needed(sd: float, distance: float, power: float = POWER, confidence: float = 0.95) -> int:
     """Paired seeds for a one-sided t test at level ``(1 - confidence) / 2`` to find a true mean
     ``distance`` away from the margin with probability ``power``, at standard deviation ``sd``
     (statsmodels' ``TTestPower``: the noncentral t, not the normal approximation); -1 when no
-    number of seeds would (``distance <= 0``, or a non-finite spread)."""
+    practical number of seeds would (``distance <= 0``, a non-finite spread, or more than
+    :data:`MAX_SEEDS`)."""
     if not (distance > 0 and math.isfinite(sd) and math.isfinite(distance)):
         return -1
     if sd <= 0:
@@ -93,7 +98,8 @@ def seeds_needed(sd: float, distance: float, power: float = POWER, confidence: f
     if TTestPower().power(effect_size=effect, nobs=MIN_PAIRS, alpha=alpha, alternative="larger") >= power:
         return MIN_PAIRS  # also where the solver fails on huge effects
     n = TTestPower().solve_power(effect_size=effect, alpha=alpha, power=power, alternative="larger")
-    return max(MIN_PAIRS, math.ceil(float(np.squeeze(n))))
+    n = max(MIN_PAIRS, math.ceil(float(np.squeeze(n))))
+    return n if n <= MAX_SEEDS else -1
 
 
 def compare(a_name: str, a, b_name: str, b, *, margin: float, superior: bool = False,
@@ -110,8 +116,10 @@ def compare(a_name: str, a, b_name: str, b, *, margin: float, superior: bool = F
     ``a - b`` (``b - a`` with ``higher_is_better=False``), and the claim is the lower end of its
     95% t interval above ``-margin`` (or ``+margin``).
 
-    - ``n_test``: test-set size of an accuracy; the sd of ``d`` is then at least
-      :func:`binomial_sd` of the mean accuracy, so identical runs give no zero-width interval.
+    - ``n_test``: the number of items a proportion is counted over (test images for an
+      accuracy, weights for a fraction of weights); the sd of ``d`` is then at least
+      :func:`binomial_sd` of the mean proportion, so identical runs give no zero-width interval.
+      Without it, a zero spread decides nothing (*inconclusive*).
     - ``bounds``: the range of one value (``(0, 1)`` for an accuracy); the interval is clipped
       to the range of a difference.
     - ``collapse_alternative``: ``"less"`` when the claim says ``a`` collapses less often than
@@ -200,8 +208,18 @@ def compare(a_name: str, a, b_name: str, b, *, margin: float, superior: bool = F
         measured["seeds_needed"] = need
         summary += (f"; the interval straddles the margin: about {need} seeds would decide at {POWER:.0%} power "
                     f"at this spread and difference" if need > 0
-                    else "; the mean sits on the margin: no number of seeds decides it")
+                    else f"; the mean sits (almost) on the margin: no practical number of seeds (at most "
+                         f"{MAX_SEEDS}) decides it at this spread")
     return Evidence(checks, summary, measured)
+
+
+def with_control(control: Evidence, evidence: Evidence) -> Evidence:
+    """``evidence`` whose comparison also needs ``control`` (e.g. :func:`positive_control` of the
+    reference in that comparison's own setup): the control's checks become preconditions of
+    this comparison alone, so a control that fails there leaves this part *inconclusive* and
+    the claim's other parts still decide."""
+    return Evidence(control.checks + evidence.checks, f"{control.summary}; {evidence.summary}",
+                    {**control.measured, **evidence.measured})
 
 
 def positive_control(name: str, values, chance: float, min_gain: float = 2 * COLLAPSE_TOLERANCE) -> Evidence:

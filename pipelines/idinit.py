@@ -74,9 +74,8 @@ import torch
 from tqdm import tqdm
 
 from initrepro.core.claims import Check, StageRecord
-from initrepro.core.plotting import scheme_color, subplots
+from initrepro.core.plotting import arm_points, interval_panel, scheme_color, subplots
 from initrepro.core.seeding import shift
-from initrepro.core.stats import mean_ci
 from initrepro.core.verdicts import Evidence, compare, positive_control, seeds_needed, select_lr, with_control
 from initrepro.data import TensorData, load_dataset
 from initrepro.models.ensemble import Ensemble
@@ -357,44 +356,6 @@ OPTIMIZER_STYLE = {"GD": dict(color="black", lw=2.5), "GD + momentum": dict(colo
 def color(arm):
     return scheme_color(COLOR_OF.get(arm, arm))
 
-
-def arm_points(ax, x, values, arm, label=None, width=0.25):
-    """The seeds of one arm at ``x`` (dots) and their mean with its 95% CI (bar); NaN runs left out."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    ax.plot(x + np.linspace(-width / 2, width / 2, len(v)) if len(v) > 1 else [x] * len(v), v, ".", color=color(arm),
-            alpha=0.45)
-    if len(v):
-        m, lo, hi = mean_ci(v)
-        err = [[m - lo], [hi - m]] if np.isfinite(lo) else None
-        ax.errorbar([x], [m], yerr=err, fmt=MARKER_OF.get(arm, "o"), ms=7, color=color(arm), capsize=5, lw=2,
-                    label=label)
-    elif label:
-        ax.plot([], [], " ", label=label)
-
-
-def interval_panel(ax, rows, xlabel):
-    """One row per comparison ``(label, measured, arm)``, ``measured`` a comparison's record (mean_diff,
-    ci_low, ci_high, threshold): mean paired difference and its 95% CI against the margin it was held to."""
-    for y, (label, iv, arm) in enumerate(rows):
-        m, lo, hi, thr = (float("nan") if iv[k] is None else float(iv[k])
-                          for k in ("mean_diff", "ci_low", "ci_high", "threshold"))
-        if np.isfinite([m, lo, hi]).all():
-            ax.errorbar([m], [y], xerr=[[m - lo], [hi - m]], fmt=MARKER_OF.get(arm, "o"), color=color(arm), capsize=5, lw=2,
-                        label="mean difference, 95% CI" if y == 0 else None)
-            where = ("CI above the margin" if lo > thr else "CI below the margin" if hi < thr
-                     else "CI straddles the margin: undecided")
-        else:
-            where = "no interval (too few finite runs)"
-        ax.vlines(thr, y - 0.35, y + 0.35, color="k", ls="--", lw=1.5,
-                  label="margin (the CI must lie above it)" if y == 0 else None)
-        ax.annotate(where, (thr, y + 0.38), fontsize="x-small", ha="center", va="bottom")
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize="small")
-    ax.set_ylim(-0.7, len(rows) - 0.3)
-    ax.set(xlabel=xlabel)
-    ax.legend(fontsize="x-small", loc="best")
-
 # %%
 fig, ax = subplots(1, 1, figsize=(7.5, 4.2))
 shown = set()
@@ -454,13 +415,15 @@ axes[0].set(xlabel="epoch", ylabel="test accuracy", ylim=(0, 1),
 axes[0].legend(fontsize="x-small")
 for j, (arm, vals) in enumerate(acc["final_test_acc"].items()):
     lr = acc["best_lr"][arm]
-    arm_points(axes[1], j, vals, arm, label=f"{arm} (lr {lr:g})" if lr is not None else f"{arm}: every lr collapsed")
+    arm_points(axes[1], j, vals, color(arm), marker=MARKER_OF.get(arm, "o"), label_if_empty=True,
+               label=f"{arm} (lr {lr:g})" if lr is not None else f"{arm}: every lr collapsed")
 axes[1].set_xticks(range(len(acc["final_test_acc"])), [a.replace(" + ", "\n+ ") for a in acc["final_test_acc"]],
                    fontsize="small")
 axes[1].set(ylabel="final test accuracy", title=f"{len(seeds)} seeds (dots), mean and 95% CI")
 axes[1].legend(fontsize="x-small")
-interval_panel(axes[2], [(f"IDInit - {name.removeprefix('IDInit vs ')}", iv, name.removeprefix("IDInit vs "))
-                         for name, iv in claim["measured"]["comparisons"].items()],
+interval_panel(axes[2], [(f"IDInit - {ref}", iv, iv["threshold"], color(ref), MARKER_OF.get(ref, "o"))
+                         for name, iv in claim["measured"]["comparisons"].items()
+                         for ref in [name.removeprefix("IDInit vs ")]],
                xlabel="paired difference in test accuracy (IDInit - reference)")
 axes[2].set_title("IDInit on par with each reference: within its margin", fontsize="medium")
 record.figure(fig, "accuracy.png", claims=["idinit.comparable_accuracy"])
@@ -471,7 +434,7 @@ nets = list(dd["unchanged_fraction"])
 fig, axes = subplots(2, 2, figsize=(13, 8))
 for ax, net in zip(axes[0], nets):
     for j, (arm, vals) in enumerate(dd["unchanged_fraction"][net].items()):
-        arm_points(ax, j, vals, arm, label=arm)
+        arm_points(ax, j, vals, color(arm), label=arm, marker=MARKER_OF.get(arm, "o"), label_if_empty=True)
     ax.axhline(dead_zero_min, color=scheme_color("exact zeros"), ls="--", lw=1,
                label=f"exact zeros: median must be >= {dead_zero_min:g}")
     ax.axhline(dead_idiz_max, color=scheme_color("IDIZ"), ls="--", lw=1,
@@ -483,13 +446,14 @@ for ax, net in zip(axes[0], nets):
                  f"{dead_epochs} epoch{'s' if dead_epochs != 1 else ''} at lr {dead_lr:g}")
 for k, net in enumerate(nets):
     for j, (arm, vals) in enumerate(dd["test_acc"][net].items()):
-        arm_points(axes[1, 0], 5 * k + j, vals, arm)
+        arm_points(axes[1, 0], 5 * k + j, vals, color(arm), marker=MARKER_OF.get(arm, "o"))
 axes[1, 0].axhline(CHANCE, color="grey", ls=":", lw=1, label="chance")
 axes[1, 0].set_xticks([1.5, 6.5], [f"{n} ResNet" for n in nets])
 axes[1, 0].set(ylabel="test accuracy", ylim=(0, 1), title="test accuracy of the ablation arms (context)")
 axes[1, 0].legend(fontsize="x-small")
 fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize="small")
-interval_panel(axes[1, 1], [(f"{net}: exact zeros - IDIZ", iv, "+IDIZ (channel, eps)")
+interval_panel(axes[1, 1], [(f"{net}: exact zeros - IDIZ", iv, iv["threshold"], color("+IDIZ (channel, eps)"),
+                             MARKER_OF.get("+IDIZ (channel, eps)", "o"))
                             for net, iv in record.measurements["dead_comparisons"].items()],
                xlabel="paired difference in the fraction never changed (exact zeros - IDIZ)")
 axes[1, 1].set_title(f"IDIZ leaves fewer weights untrained: by more than {dead_margin:g}", fontsize="medium")

@@ -68,7 +68,7 @@ import pandas as pd
 import torch
 
 from initrepro.core.claims import Check, StageRecord
-from initrepro.core.plotting import deciding_checks, scheme_color, subplots
+from initrepro.core.plotting import arm_points, deciding_checks, interval_panel, scheme_color, subplots
 from initrepro.core.seeding import shift
 from initrepro.core.stats import mean_ci
 from initrepro.core.verdicts import compare, positive_control, seeds_needed, with_control
@@ -398,44 +398,11 @@ for claim_id, why in SKIPPED.items():
 # decided by, against its margin (dashed).
 
 # %%
-def arm_points(ax, x, values, color, label=None, width=0.25):
-    """The seeds of one arm at ``x`` (dots) and their mean with its 95% CI (bar); NaN runs left out."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    ax.plot(x + np.linspace(-width / 2, width / 2, len(v)) if len(v) > 1 else [x] * len(v), v, ".", color=color,
-            alpha=0.45)
-    if len(v):
-        m, lo, hi = mean_ci(v)
-        err = [[m - lo], [hi - m]] if np.isfinite(lo) else None
-        ax.errorbar([x], [m], yerr=err, fmt="o", ms=7, color=color, capsize=5, lw=2, label=label)
-
-
 def decided(claim_id, label_has=""):
     """(label, check, interval) of every comparison that decided ``claim_id`` (the interval its verdict used)."""
     claim = next(c for c in record.claims if c["id"] == claim_id)
     return [(check["name"].removeprefix("95% CI low of ").strip(), check, interval)
             for check, interval in deciding_checks(claim) if interval is not None and label_has in check["name"]]
-
-
-def interval_panel(ax, rows, xlabel):
-    """One row per comparison: mean paired difference and its 95% CI, with the margin it was held to."""
-    for y, (label, check, iv, color) in enumerate(rows):
-        m, lo, hi = (float("nan") if iv[k] is None else float(iv[k]) for k in ("mean_diff", "ci_low", "ci_high"))
-        if np.isfinite([m, lo, hi]).all():
-            ax.errorbar([m], [y], xerr=[[m - lo], [hi - m]], fmt="o", color=color, capsize=5, lw=2,
-                        label="mean difference, 95% CI" if y == 0 else None)
-            where = ("CI above the margin" if lo > check["threshold"] else "CI below the margin"
-                     if hi < check["threshold"] else "CI straddles the margin: undecided")
-        else:
-            where = "no interval (too few finite runs)"
-        ax.vlines(check["threshold"], y - 0.35, y + 0.35, color="k", ls="--", lw=1.5,
-                  label="margin (the CI must lie above it)" if y == 0 else None)
-        ax.annotate(where, (check["threshold"], y + 0.38), fontsize="x-small", ha="center", va="bottom")
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize="small")
-    ax.set_ylim(-0.7, len(rows) - 0.3)
-    ax.set(xlabel=xlabel)
-    ax.legend(fontsize="x-small", loc="best")
 
 # %%
 deg = record.measurements["degeneracy"]
@@ -497,7 +464,7 @@ for k, kind in enumerate(("conv", "fc")):
 axes[1, 0].set_xticks([0.3, 2.3], ["conv ResNet", "fc ResNet"])
 axes[1, 0].set(ylabel="final test accuracy", title=f"per arm: {len(seeds)} seeds (dots), mean and 95% CI")
 axes[1, 0].legend(fontsize="small")
-interval_panel(axes[1, 1], [(f"{kind}: {label}", check, iv, scheme_color("ZerO"))
+interval_panel(axes[1, 1], [(f"{kind}: {label}", iv, check["threshold"], scheme_color("ZerO"), "o")
                             for kind, cid in (("conv", "zero.resnet_accuracy"), ("fc", "zero.resnet_accuracy_fc"))
                             for label, check, iv in decided(cid)],
                xlabel="paired difference in test accuracy (ZerO - Kaiming)")
@@ -531,7 +498,8 @@ ax_prune.legend(fontsize="x-small")
 rows = decided("zero.low_rank")
 for ax, (label, check, iv), what in zip(axes[:, 2], rows, ("log stable rank, Kaiming - ZerO",
                                                           "accuracy after pruning, ZerO - Kaiming")):
-    interval_panel(ax, [(label.split(" (")[0], check, iv, scheme_color("ZerO"))], xlabel=f"paired difference: {what}")
+    interval_panel(ax, [(label.split(" (")[0], iv, check["threshold"], scheme_color("ZerO"), "o")],
+                   xlabel=f"paired difference: {what}")
 axes[0, 2].set_title(f"superiority: above log({rank_ratio:g}) and {prune_margin:g}", fontsize="small")
 record.figure(fig, "low_rank.png", claims=["zero.low_rank"])
 
@@ -558,7 +526,7 @@ axes[0].set(xscale="log", xlabel="residual blocks", ylabel="final test accuracy"
             title=f"fc ResNet width {deep_width}, no BN, {dataset}: seeds (dots), mean and 95% CI")
 axes[0].set_xticks([int(d) for d in depths], depths)
 axes[0].legend(fontsize="small")
-interval_panel(axes[1], [(label.split(" - ")[0].removeprefix("ZerO "), check, iv, scheme_color("ZerO"))
+interval_panel(axes[1], [(label.split(" - ")[0].removeprefix("ZerO "), iv, check["threshold"], scheme_color("ZerO"), "o")
                          for label, check, iv in decided("zero.deep_no_bn")],
                xlabel="paired difference in test accuracy (ZerO - Fixup)")
 axes[1].set(ylabel="depth", title=f"ZerO on par with Fixup at every depth: within {deep_margin:g}")

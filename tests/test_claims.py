@@ -189,6 +189,45 @@ def test_verdict_panels_show_each_deciding_check_with_its_interval():
     assert "all skipped" in empty.axes[0].texts[0].get_text()
 
 
+def test_arm_points_draw_the_finite_seeds_and_their_mean_with_its_t_interval():
+    import matplotlib.pyplot as plt
+
+    from initrepro.core.plotting import arm_points, subplots
+    from initrepro.core.stats import mean_ci
+
+    fig, ax = subplots()
+    arm_points(ax, 2, [0.5, float("nan"), 0.7, 0.6], "#123456", label="arm", marker="D")
+    dots, bar = ax.lines[0], ax.containers[0]
+    assert list(dots.get_ydata()) == [0.5, 0.7, 0.6] and list(dots.get_xdata()) == [1.875, 2.0, 2.125]
+    m, lo, hi = mean_ci([0.5, 0.7, 0.6])
+    assert bar[0].get_ydata()[0] == m and bar[0].get_marker() == "D" and bar.get_label() == "arm"
+    assert list(bar[2][0].get_segments()[0][:, 1]) == pytest.approx([lo, hi])
+    arm_points(ax, 3, [float("nan")], "k", label="never trained")  # nothing finite: no bar, no legend entry
+    arm_points(ax, 4, [], "k", label="named anyway", label_if_empty=True)
+    assert len(ax.containers) == 1 and sorted(ax.get_legend_handles_labels()[1]) == ["arm", "named anyway"]
+    plt.close(fig)
+
+
+def test_interval_panel_places_each_interval_against_its_margin():
+    import matplotlib.pyplot as plt
+
+    from initrepro.core.plotting import interval_panel, subplots
+
+    fig, ax = subplots()
+    rows = [("above", {"mean_diff": 0.3, "ci_low": 0.2, "ci_high": 0.4}, 0.1, "r", "o"),
+            ("straddles", {"mean_diff": 0.1, "ci_low": -0.1, "ci_high": 0.3}, 0.0, "g", "s"),
+            ("below", {"mean_diff": -0.3, "ci_low": -0.4, "ci_high": -0.2}, -0.1, "b", "D"),
+            ("missing", {"mean_diff": None, "ci_low": None, "ci_high": None}, 0.0, "k", "o")]
+    interval_panel(ax, rows, xlabel="difference")
+    assert [t.get_text() for t in ax.texts] == ["CI above the margin", "CI straddles the margin: undecided",
+                                                "CI below the margin", "no interval (too few finite runs)"]
+    assert [t.xy for t in ax.texts] == [(0.1, 0.38), (0.0, 1.38), (-0.1, 2.38), (0.0, 3.38)]
+    assert len(ax.containers) == 3 and [c[0].get_marker() for c in ax.containers] == ["o", "s", "D"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["above", "straddles", "below", "missing"]
+    assert ax.get_xlabel() == "difference" and ax.get_ylim() == (-0.7, 3.7)
+    plt.close(fig)
+
+
 def test_scheme_colors_are_one_palette():
     from initrepro.core.plotting import scheme_color
 

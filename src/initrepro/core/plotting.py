@@ -18,9 +18,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from initrepro.core.files import atomic_path  # noqa: E402
+from initrepro.core.stats import mean_ci  # noqa: E402
 
 sns.set_theme(context="notebook", style="whitegrid")
 # Fixed metadata (no software version or date) so figures are byte-stable where data are.
@@ -150,6 +152,50 @@ def verdict_panels(claims: list[dict], width: float = 9.0):
         axes[0, 0].set_axis_off()
         axes[0, 0].text(0.5, 0.5, "no claim decided here (all skipped)", ha="center", va="center")
     return fig
+
+
+def arm_points(ax, x, values, color, label=None, width=0.25, marker="o", label_if_empty=False):
+    """The seeds of one arm at ``x`` as dots (spread over ``width``) and their mean with its 95% t
+    interval (:func:`initrepro.core.stats.mean_ci`) as a bar with marker ``marker``; NaN runs are
+    left out. Where no run is finite, ``label_if_empty`` still puts ``label`` in the legend (an
+    empty entry), so that an arm that never trained is named there. One helper for every stage
+    that shows compared quantities per arm, so the figures draw seeds and intervals alike."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    ax.plot(x + np.linspace(-width / 2, width / 2, len(v)) if len(v) > 1 else [x] * len(v), v, ".", color=color,
+            alpha=0.45)
+    if len(v):
+        m, lo, hi = mean_ci(v)
+        err = [[m - lo], [hi - m]] if np.isfinite(lo) else None
+        ax.errorbar([x], [m], yerr=err, fmt=marker, ms=7, color=color, capsize=5, lw=2, label=label)
+    elif label and label_if_empty:
+        ax.plot([], [], " ", label=label)
+
+
+def interval_panel(ax, rows, xlabel):
+    """One row per comparison ``(label, interval, threshold, color, marker)``: the mean paired
+    difference with its 95% interval (``interval``: ``mean_diff``, ``ci_low``, ``ci_high``, the
+    interval its verdict was decided by) against the margin ``threshold`` it was held to (dashed),
+    annotated with where the interval lies (above, below or straddling the margin). A ``None``
+    in the interval or threshold is drawn as missing: "no interval"."""
+    for y, (label, iv, threshold, color, marker) in enumerate(rows):
+        m, lo, hi = (float("nan") if iv[k] is None else float(iv[k]) for k in ("mean_diff", "ci_low", "ci_high"))
+        thr = float("nan") if threshold is None else float(threshold)
+        if np.isfinite([m, lo, hi]).all():
+            ax.errorbar([m], [y], xerr=[[m - lo], [hi - m]], fmt=marker, color=color, capsize=5, lw=2,
+                        label="mean difference, 95% CI" if y == 0 else None)
+            where = ("CI above the margin" if lo > thr else "CI below the margin" if hi < thr
+                     else "CI straddles the margin: undecided")
+        else:
+            where = "no interval (too few finite runs)"
+        ax.vlines(thr, y - 0.35, y + 0.35, color="k", ls="--", lw=1.5,
+                  label="margin (the CI must lie above it)" if y == 0 else None)
+        ax.annotate(where, (thr, y + 0.38), fontsize="x-small", ha="center", va="bottom")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize="small")
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set(xlabel=xlabel)
+    ax.legend(fontsize="x-small", loc="best")
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:

@@ -51,9 +51,8 @@ from initrepro.core.plotting import scheme_color, subplots
 from initrepro.core.seeding import shift
 from initrepro.core.verdicts import collapsed, compare, positive_control, two_stage
 from initrepro.data import load_dataset
-from initrepro.models.class_unit_mlp import ClassUnitMLP, init_class_unit_mlp_
-from initrepro.studies.kubota import layer_trend, train_seeds as run_seeds
-from initrepro.theory.identity import binomial_z, jjt_eigenvalues, two_point_law
+from initrepro.studies.kubota import count_z, identity_spectrum, layer_trend, train_seeds as run_seeds
+from initrepro.theory.identity import two_point_law
 from initrepro.training import TrainConfig
 
 torch.set_num_threads(threads)
@@ -74,38 +73,28 @@ layers = np.arange(1, depth + 1)
 # independent), screened and confirmed on a fresh sample by `two_stage` (false failure <= 0.1%).
 
 # %% tags=["compute"]
-def spectrum(activation_, sigma, q0, generator):
-    body = init_class_unit_mlp_(ClassUnitMLP(spectrum_width, 0, spectrum_depth, activation_).double(), "identity",
-                                gain=sigma).body
-    u = torch.randn(spectrum_inputs, spectrum_width, dtype=torch.float64, generator=generator) * q0 ** 0.5
-    return jjt_eigenvalues(body, u)
-
-
-def count_z(eig, activation_, sigma, q0):
-    atom, alpha = two_point_law(activation_, sigma, spectrum_depth, q0)
-    return binomial_z(int((eig > atom / 2).sum()), eig.numel(), alpha)
-
-
+SPECTRUM_NET = dict(width=spectrum_width, depth=spectrum_depth, inputs=spectrum_inputs)
 gen = torch.Generator().manual_seed(seed)
-eigs = {tuple(c): spectrum(*c, gen) for c in spectrum_configs}
+eigs = {tuple(c): identity_spectrum(*c, gen, **SPECTRUM_NET) for c in spectrum_configs}
 z_screen, off_atom, table = [], 0.0, {}
 for (activation_, sigma, q0), label in zip(spectrum_configs, labels):
     eig = eigs[activation_, sigma, q0]
     atom, alpha = two_point_law(activation_, sigma, spectrum_depth, q0)
     alive = eig > atom / 2
     off_atom = max(off_atom, float((torch.minimum((eig - atom).abs(), eig.abs()) / atom).max()))
-    z_screen.append(count_z(eig, activation_, sigma, q0))
+    z_screen.append(count_z(eig, activation_, sigma, q0, depth=spectrum_depth))
     table[label] = {"atom": atom, "alpha": alpha, "alive_fraction": float(alive.double().mean()), "z": z_screen[-1]}
 
 
 def confirm(indices):
     fresh = torch.Generator().manual_seed(confirm_seed)
-    return [count_z(spectrum(*spectrum_configs[i], fresh), *spectrum_configs[i]) for i in indices]
+    return [count_z(identity_spectrum(*spectrum_configs[i], fresh, **SPECTRUM_NET), *spectrum_configs[i],
+                    depth=spectrum_depth) for i in indices]
 
 
 spectrum_evidence = two_stage("nonzero count vs Binomial(N M, alpha)", z_screen, confirm, labels=labels)
 
-tanh_eig = spectrum("tanh", 1.0, 1.0, gen)
+tanh_eig = identity_spectrum("tanh", 1.0, 1.0, gen, **SPECTRUM_NET)
 t = tanh_eig.numpy().ravel()
 log_bins = np.linspace(-12, 1, 40)
 record.measure("spectrum", {

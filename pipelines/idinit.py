@@ -79,9 +79,9 @@ from initrepro.core.seeding import shift
 from initrepro.core.verdicts import Evidence, compare, positive_control, seeds_needed, select_lr, with_control
 from initrepro.data import TensorData, load_dataset
 from initrepro.models.ensemble import Ensemble
-from initrepro.studies.idinit import (RANK_FILLS, Arm, accuracy_arms, build, deep_linear_descent, is_scalar,
+from initrepro.studies.idinit import (RANK_FILLS, Arm, accuracy_arms, dead_parameter_ablation, deep_linear_descent,
                                       live_coordinates, rank_mlp, run_arms, singular_tail, standardize_live,
-                                      unchanged_fraction, update_rank)
+                                      update_rank)
 from initrepro.training import train_members
 
 if threads:
@@ -265,27 +265,10 @@ ABLATION = {"base (channel, zeros)": Arm("idinit", {"conv": "channel", "eps": 0.
             "+IDIZ (channel, eps)": Arm("idinit", {"conv": "channel"}),
             "IDInit (patch, eps)": Arm("idinit", {"conv": "patch"})}
 DEAD_NETS = {"conv": dead_conv_widths, "fc": dead_fc_widths}
-IDIZ_LAYERS = ("conv2.weight", "classifier.weight")  # the layers IDIZ fills
-dead, dead_last, dead_acc = ({net: {arm: [] for arm in ABLATION} for net in DEAD_NETS} for _ in range(3))
-n_weights = {}
-for net in tqdm(DEAD_NETS, desc="dead parameters"):
-    runs = [(a, s) for a in ABLATION for s in dead_seeds]
-    models = [build(ABLATION[a], net, train_set.input_shape, train_set.num_classes, DEAD_NETS[net], dead_blocks,
-                    block_type, s) for a, s in runs]
-    ens = Ensemble(models, running_stats=True)
-    res = train_members(ens, train_set, {"test": test_set}, lrs=[dead_lr] * len(runs), seeds=[s for _, s in runs],
-                        epochs=dead_epochs, batch_size=batch_size, momentum=momentum, frozen=lambda i, n: is_scalar(n),
-                        device=device)
-    weights = dict(zip(ens.names, ens.stacked))
-    trained = [n for n in ens.names if not is_scalar(n)]
-    n_weights[net] = sum(weights[n][0].numel() for n in trained)  # entries a fraction is counted over
-    last = [n for n in trained if n.endswith(IDIZ_LAYERS)]
-    frac = unchanged_fraction([res.initial[n] for n in trained], [weights[n] for n in trained]).tolist()
-    frac_last = unchanged_fraction([res.initial[n] for n in last], [weights[n] for n in last]).tolist()
-    for i, (arm, s) in enumerate(runs):
-        dead[net][arm].append(frac[i])
-        dead_last[net][arm].append(frac_last[i])
-        dead_acc[net][arm].append(res.final["test"][i])
+dead, dead_last, dead_acc, n_weights = dead_parameter_ablation(
+    ABLATION, DEAD_NETS, train_set, test_set, seeds=dead_seeds, blocks=dead_blocks, block_type=block_type, lr=dead_lr,
+    epochs=dead_epochs, batch_size=batch_size, momentum=momentum, device=device,
+    progress=lambda nets: tqdm(nets, desc="dead parameters"))
 for net in DEAD_NETS:
     print(net, pd.DataFrame(dead[net]).mean().round(4).to_dict(), pd.DataFrame(dead_acc[net]).mean().round(3).to_dict())
 record.measure("dead", {"unchanged_fraction": dead, "test_acc": dead_acc})

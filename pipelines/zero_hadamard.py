@@ -78,8 +78,9 @@ from initrepro.layers import relu_grad_at_zero
 from initrepro.models.ensemble import Ensemble
 from initrepro.models.resnet import resnet
 from initrepro.studies.zero import (SCHEMES, branch_weight_names, fallback_lr, init_widening_mlp_,
-                                    prunable_weight_names, pruned_accuracy, search_lrs, split, train_runs,
-                                    update_ranks, update_stable_ranks, widening_mlp)
+                                    max_param_diff, param_diffs, prunable_weight_names, pruned_accuracy,
+                                    rng_untouched, search_lrs, split, train_runs, update_ranks,
+                                    update_stable_ranks, widening_mlp)
 from initrepro.training import TrainConfig, train
 
 if threads:
@@ -167,21 +168,6 @@ record.claim(
 def fc_net(init, run_seed):
     return resnet("fc", train_set.input_shape, train_set.num_classes, widths=fc_widths, blocks=fc_blocks,
                   init=init, seed=run_seed)
-
-
-def rng_untouched(fn):
-    state = torch.get_rng_state()
-    fn()
-    return bool(torch.equal(state, torch.get_rng_state()))
-
-
-def max_param_diff(a, b):
-    return max(float((p - q).detach().abs().max()) for p, q in zip(a.parameters(), b.parameters()))
-
-
-def param_diffs(a, b):
-    """max |a - b| per parameter tensor, by name (for the figure)."""
-    return {n: float((p - q).detach().abs().max()) for (n, p), q in zip(a.named_parameters(), b.parameters())}
 
 
 net_a = fc_net("he", seed)

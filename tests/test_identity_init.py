@@ -285,3 +285,26 @@ def test_layer_trend_on_trained_toy_nets():
     data = TensorData(x, x.flatten(1)[:, :3].argmax(1), 3, "toy")
     rho = layer_trend(np.stack([layer_accuracy(net, data).numpy() for net in nets.values()]))
     assert rho.shape == (2,) and np.all(np.abs(rho) <= 1)
+
+
+# --- the stage's spectrum measurement (initrepro.studies.kubota) ------------------------------------
+
+def test_identity_spectrum_is_the_two_point_law_at_the_drawn_inputs():
+    from initrepro.studies.kubota import identity_spectrum
+
+    eig = identity_spectrum("relu", 1.1, 2.0, torch.Generator().manual_seed(3), width=8, depth=10, inputs=5)
+    u = torch.randn(5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 2.0 ** 0.5
+    atom, _ = two_point_law("relu", 1.1, 10, 2.0)
+    assert eig.shape == (5, 8) and eig.dtype == torch.float64
+    assert torch.allclose(eig, torch.sort((u > 0).double() * atom, dim=1).values, rtol=1e-12, atol=1e-12 * atom)
+
+
+def test_count_z_counts_eigenvalues_above_half_the_atom_against_the_binomial():
+    from initrepro.studies.kubota import count_z
+
+    atom, alpha = two_point_law("relu", 1.3, 50, 7.0)  # (1.3^100, 0.5)
+    eig = torch.cat([torch.full((60,), atom), torch.zeros(40)]).double().view(10, 10)
+    assert count_z(eig, "relu", 1.3, 7.0, depth=50) == pytest.approx(2.0)  # (60 - 50) / sqrt(100 / 4)
+    assert count_z(torch.full((10, 10), 0.51 * atom, dtype=torch.float64), "relu", 1.3, 7.0, depth=50) == 10.0
+    assert count_z(torch.full((10, 10), 0.49 * atom, dtype=torch.float64), "relu", 1.3, 7.0, depth=50) == -10.0
+    assert count_z(eig, "relu", 1.3, 7.0, depth=50) == binomial_z(60, 100, alpha)

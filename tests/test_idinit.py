@@ -284,3 +284,22 @@ def test_accuracy_arms_train_fixup_scalars_only_and_give_zero_its_relu():
                          frozen=lambda i, n: is_scalar(n) and i == 0)
     w, w0 = ens.stacked[ens.names.index("blocks.0.bias2b")], hist.initial["blocks.0.bias2b"]
     assert torch.equal(w[0], w0[0]) and not torch.equal(w[1], w0[1])
+
+
+def test_dead_parameter_ablation_measures_every_arm_and_seed():
+    from initrepro.studies.idinit import Arm, dead_parameter_ablation, is_scalar
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(48) % 3
+    data = TensorData(torch.randn(48, 4, generator=g) + y[:, None].float(), y, 3, "toy")
+    arms = {"base (channel, zeros)": Arm("idinit", {"conv": "channel", "eps": 0.0}),
+            "IDInit (patch, eps)": Arm("idinit", {"conv": "patch"})}
+    kw = dict(seeds=[0, 1], blocks=1, block_type="C", epochs=1, batch_size=16, momentum=0.9)
+    unchanged, last, acc, n_weights = dead_parameter_ablation(arms, {"fc": 8}, data, data, lr=0.1, **kw)
+    assert set(unchanged) == set(last) == set(acc) == {"fc"}
+    assert all(len(d["fc"][a]) == 2 and all(0 <= v <= 1 for v in d["fc"][a]) for d in (unchanged, last, acc) for a in arms)
+    net = resnet("fc", (4,), 3, widths=8, blocks=1, block_type="C", init="idinit")
+    assert n_weights == {"fc": sum(p.numel() for n, p in net.named_parameters() if not is_scalar(n))}
+    # exact zeros and zero padding keep weights that never get a gradient; IDInit's eps fills them
+    assert min(unchanged["fc"]["base (channel, zeros)"]) > max(unchanged["fc"]["IDInit (patch, eps)"])
+    assert min(last["fc"]["base (channel, zeros)"]) > max(last["fc"]["IDInit (patch, eps)"])

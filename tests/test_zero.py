@@ -295,3 +295,33 @@ def test_search_lrs_and_train_runs():
         train_runs(_fc, [], data, data, **cfg)
     with pytest.raises(ValueError):
         split(data, 1.0, 0)
+
+
+# --- determinism measurements of the stage ---------------------------------------------------------
+
+def test_rng_untouched_tells_a_drawing_call_from_zero_init():
+    from initrepro.studies.zero import rng_untouched
+
+    assert rng_untouched(lambda: zero_hadamard_(torch.empty(8, 4)))
+    net = resnet("fc", (4,), 3, widths=8, blocks=1, init="he", seed=0)  # building it draws; ZerO's init does not
+    assert rng_untouched(lambda: zero_resnet_(net))
+    assert not rng_untouched(lambda: resnet("fc", (4,), 3, widths=8, blocks=1, init="he", seed=0))
+    assert not rng_untouched(lambda: torch.randn(1))
+
+
+def test_max_param_diff_is_zero_exactly_for_identical_nets_and_names_the_tensor_that_differs():
+    import copy
+
+    from initrepro.studies.zero import max_param_diff, param_diffs
+
+    a = resnet("fc", (4,), 3, widths=8, blocks=1, init="he", seed=0)
+    b = copy.deepcopy(a)
+    assert max_param_diff(a, b) == 0.0
+    assert set(param_diffs(a, b)) == {n for n, _ in a.named_parameters()} and not any(param_diffs(a, b).values())
+    with torch.no_grad():
+        b.classifier.weight[0, 0] += 0.5
+    diffs = param_diffs(a, b)
+    assert diffs["classifier.weight"] == pytest.approx(0.5) and max_param_diff(a, b) == diffs["classifier.weight"]
+    assert all(v == 0.0 for n, v in diffs.items() if n != "classifier.weight")
+    assert max_param_diff(resnet("fc", (4,), 3, widths=8, blocks=1, init="he", seed=0),
+                          resnet("fc", (4,), 3, widths=8, blocks=1, init="he", seed=1)) > 0

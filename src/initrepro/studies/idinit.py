@@ -239,3 +239,43 @@ def singular_tail(weight_change: torch.Tensor, at: int) -> dict:
     s = (s / s[0]).tolist()
     pick = lambda i: s[i - 1] if 1 <= i <= len(s) else float("nan")  # noqa: E731
     return {f"s{at}/s1": pick(at), f"s{at + 1}/s1": pick(at + 1), "s_last/s1": s[-1]}
+
+
+#: the layers IDIZ fills (the last layer of each branch and the classifier)
+IDIZ_LAYERS = ("conv2.weight", "classifier.weight")
+
+
+def dead_parameter_ablation(arms: dict[str, Arm], nets: dict[str, list], train, test, *, seeds, blocks,
+                            block_type: str, lr: float, epochs: int, batch_size: int, momentum: float,
+                            last_layers=IDIZ_LAYERS, device: str = "cpu", progress=lambda nets: nets):
+    """The dead-parameter ablation (Table 4, Fig. 5 of IDInit): for every net ``kind -> widths``
+    of ``nets`` (``"conv"``, ``"fc"``), every arm x seed trains in one vmapped pass at ``lr``
+    without Fixup's scalars (frozen) or weight decay, so a weight ends unchanged exactly when it
+    never received a gradient; then it measures per run the fraction of weights never changed,
+    over all trained weights and over ``last_layers`` alone (the layers IDIZ fills), and the
+    test accuracy. ``progress`` wraps the loop over nets (a progress bar).
+
+    Returns ``(unchanged, unchanged_last, test_acc, n_weights)``: the first three
+    ``{net: {arm: [value per seed]}}``, ``n_weights`` ``{net: number of weights a fraction is
+    counted over}`` (what floors a comparison of fractions by its binomial sd)."""
+    unchanged, unchanged_last, test_acc = ({net: {arm: [] for arm in arms} for net in nets} for _ in range(3))
+    n_weights = {}
+    for net in progress(nets):
+        runs = [(a, s) for a in arms for s in seeds]
+        models = [build(arms[a], net, train.input_shape, train.num_classes, nets[net], blocks, block_type, s)
+                  for a, s in runs]
+        ens = Ensemble(models, running_stats=True)
+        res = train_members(ens, train, {"test": test}, lrs=[lr] * len(runs), seeds=[s for _, s in runs],
+                            epochs=epochs, batch_size=batch_size, momentum=momentum,
+                            frozen=lambda i, n: is_scalar(n), device=device)
+        weights = dict(zip(ens.names, ens.stacked))
+        trained = [n for n in ens.names if not is_scalar(n)]
+        n_weights[net] = sum(weights[n][0].numel() for n in trained)
+        last = [n for n in trained if n.endswith(tuple(last_layers))]
+        frac = unchanged_fraction([res.initial[n] for n in trained], [weights[n] for n in trained]).tolist()
+        frac_last = unchanged_fraction([res.initial[n] for n in last], [weights[n] for n in last]).tolist()
+        for i, (arm, _) in enumerate(runs):
+            unchanged[net][arm].append(frac[i])
+            unchanged_last[net][arm].append(frac_last[i])
+            test_acc[net][arm].append(res.final["test"][i])
+    return unchanged, unchanged_last, test_acc, n_weights

@@ -26,6 +26,7 @@ from initrepro.data import TensorData, load_dataset
 from initrepro.models.class_unit_mlp import (ClassUnitMLP, init_class_unit_mlp_, layer_accuracy, relative_change,
                                               unstack)
 from initrepro.models.ensemble import Ensemble
+from initrepro.theory.identity import binomial_z, jjt_eigenvalues, two_point_law
 from initrepro.training import TrainConfig, accuracy, train
 
 
@@ -122,3 +123,23 @@ def layer_trend(layer_acc, first: int = 2) -> np.ndarray:
     layers = np.arange(acc.shape[1])
     rho = [stats.spearmanr(layers, row)[0] if np.ptp(row) > 0 else 0.0 for row in acc]
     return np.nan_to_num(np.asarray(rho, dtype=float), nan=0.0)
+
+
+def identity_spectrum(activation: str, sigma: float, q0: float, generator: torch.Generator, *, width: int,
+                      depth: int, inputs: int) -> torch.Tensor:
+    """The eigenvalues of ``J J^T`` (float64, by autodiff) of the body of a ``depth``-layer,
+    ``width``-wide class-unit MLP at ``W = sigma I`` (zero biases), at ``inputs`` inputs
+    ``u ~ N(0, q0 I)`` drawn from ``generator``: the measured spectrum that Kubota et al.'s
+    two-point law (:func:`initrepro.theory.identity.two_point_law`) predicts exactly."""
+    body = init_class_unit_mlp_(ClassUnitMLP(width, 0, depth, activation).double(), "identity", gain=sigma).body
+    u = torch.randn(inputs, width, dtype=torch.float64, generator=generator) * q0 ** 0.5
+    return jjt_eigenvalues(body, u)
+
+
+def count_z(eig: torch.Tensor, activation: str, sigma: float, q0: float, *, depth: int) -> float:
+    """The z-score of the number of eigenvalues at the non-zero atom ``sigma^(2L)`` (those above
+    half the atom) against ``Binomial(eig.numel(), alpha)``, ``alpha`` the two-point law's
+    probability of that atom at ``depth`` layers: the statistical check of the two-point law
+    (the eigenvalues are independent over coordinates, so the count is binomial)."""
+    atom, alpha = two_point_law(activation, sigma, depth, q0)
+    return binomial_z(int((eig > atom / 2).sum()), eig.numel(), alpha)

@@ -206,3 +206,25 @@ def fallback_lr(choice) -> float:
         return choice.lr
     means = np.nan_to_num(np.asarray(choice.mean_score, dtype=float), nan=-np.inf)
     return float(choice.lrs[int(np.argmax(means))])
+
+
+def rng_untouched(fn: Callable[[], object]) -> bool:
+    """Whether calling ``fn`` leaves torch's global (CPU) RNG state exactly as it was: ZerO's
+    claim that its initializer draws no random numbers, tested on the state itself (a drawn
+    number advances it), not on the weights."""
+    state = torch.get_rng_state()
+    fn()
+    return bool(torch.equal(state, torch.get_rng_state()))
+
+
+def param_diffs(a: nn.Module, b: nn.Module) -> dict[str, float]:
+    """``max |a - b|`` per parameter tensor of two nets of one architecture, by ``a``'s parameter
+    names: where two runs differ, if at all (0.0 exactly where a tensor is bitwise equal)."""
+    return {n: float((p - q).detach().abs().max()) for (n, p), q in zip(a.named_parameters(), b.parameters())}
+
+
+def max_param_diff(a: nn.Module, b: nn.Module) -> float:
+    """The largest ``|a - b|`` over every parameter of two nets of one architecture: 0.0 exactly
+    when the nets are bitwise equal, ZerO's determinism claim (same init under any global seed,
+    same weights after training on the same data order)."""
+    return max(param_diffs(a, b).values())

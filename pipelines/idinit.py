@@ -76,7 +76,7 @@ from tqdm import tqdm
 from initrepro.core.claims import Check, StageRecord
 from initrepro.core.plotting import arm_points, interval_panel, scheme_color, subplots
 from initrepro.core.seeding import shift
-from initrepro.core.verdicts import Evidence, compare, positive_control, seeds_needed, select_lr, with_control
+from initrepro.core.verdicts import Evidence, compare, positive_control, select_lr, with_control
 from initrepro.data import TensorData, load_dataset
 from initrepro.models.ensemble import Ensemble
 from initrepro.studies.idinit import (RANK_FILLS, Arm, accuracy_arms, dead_parameter_ablation, deep_linear_descent,

@@ -71,7 +71,7 @@ from initrepro.core.claims import Check, StageRecord
 from initrepro.core.plotting import arm_points, deciding_checks, interval_panel, scheme_color, subplots
 from initrepro.core.seeding import shift
 from initrepro.core.stats import mean_ci
-from initrepro.core.verdicts import compare, positive_control, seeds_needed, with_control
+from initrepro.core.verdicts import compare, positive_control, with_control
 from initrepro.data import load_dataset
 from initrepro.init.zero import zero_hadamard_, zero_resnet_
 from initrepro.layers import relu_grad_at_zero

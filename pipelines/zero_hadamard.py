@@ -312,7 +312,12 @@ record.claim(
             + ", ".join(f"{v:.3f}" for v in pruned_acc[prune_fraction]["Kaiming"]) + "; mean accuracy at the other "
             "pruned fractions (context, not registered): " + "; ".join(
                 f"{f:g}: ZerO {np.nanmean(d['ZerO']):.3f}, Kaiming {np.nanmean(d['Kaiming']):.3f}"
-                for f, d in pruned_acc.items() if f != prune_fraction) + "."),
+                for f, d in pruned_acc.items() if f != prune_fraction) + "."
+            + ("" if np.median(pruned_acc[prune_fraction]["Kaiming"]) >= chance + 0.1 else
+               " What would decide: a registered pruned fraction at which pruned Kaiming keeps a median above "
+               f"{chance + 0.1:g}; here " + (", ".join(f"{f:g}" for f, d in pruned_acc.items()
+                                                     if np.median(d["Kaiming"]) >= chance + 0.1) or "none")
+               + ".")),
     measured={"stable_rank": stable_ranks, "pruned_acc": {str(f): d for f, d in pruned_acc.items()}},
 )
 

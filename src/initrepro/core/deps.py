@@ -123,8 +123,9 @@ def stage_deps(stage: str, root: Path = REPO_ROOT) -> list[str]:
 
 def report_deps(claim_stages, root: Path = REPO_ROOT) -> list[str]:
     papers = _rel((root / "papers").glob("*.yaml"), root)
+    # the stability column comes from reports/stability.json (`python -m initrepro.core.stability`)
     return [*_rel(module_closure({REPORT}, root), root), *papers,
-            *[f"results/{s}/claims.json" for s in claim_stages]]
+            *[f"results/{s}/claims.json" for s in claim_stages], "reports/stability.json"]
 
 
 def computed(root: Path = REPO_ROOT) -> dict[str, list[str]]:

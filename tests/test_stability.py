@@ -110,3 +110,18 @@ def test_other_kernel_paths_are_compared_with_seed_set_0(project, monkeypatch):
 def test_kernel_paths_run_seed_set_0_only(project, capsys):
     assert main(["run", "--seed-sets", "1", "--kernels", "sse41"], root=project) == 2
     assert "--kernels runs seed set 0 only" in capsys.readouterr().err
+
+
+def test_a_flip_from_a_failed_control_names_the_control():
+    from initrepro.core.stability import flip_cause
+    from initrepro.core.verdicts import compare, positive_control, with_control
+
+    refuted = compare("A", [0.1, 0.12, 0.1, 0.11, 0.1], "B", [0.3, 0.25, 0.2, 0.22, 0.28], margin=0.01, superior=True)
+    trains, idle = positive_control("B", [0.3, 0.25, 0.2, 0.22, 0.28], 0.1), positive_control("B", [0.1] * 5, 0.1)
+
+    def record(ev):
+        return [{**c.to_dict(), "part": 0} for c in with_control(*ev).checks]
+
+    cause = flip_cause({0: "inconclusive", 1: "not_reproduced"}, {0: record((idle, refuted)), 1: record((trains, refuted))})
+    assert cause.startswith("a precondition failed under seed set 0: B (positive control) median accuracy = 0.1")
+    assert "it held under the other (0.25)" in cause

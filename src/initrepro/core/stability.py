@@ -234,14 +234,19 @@ def flip_cause(verdicts: dict[int, str], checks: dict[int, list[dict]]) -> str:
         said.append(f"seed set {k}: {c['name']} = {format_value(c['value'])}, needs {c['op']} "
                     f"{format_value(c['threshold'])}" if c else f"seed set {k}: no such check")
     undecided = [k for k in keys if verdicts[k] == "inconclusive"]
-    name = deciding.get("name", "")
-    if undecided and "from the margin" in name:
+    # the kind of flip follows from what left the undecided side undecided
+    why = headline_check({"checks": checks[undecided[0]]}) if undecided else None
+    name = (why or {}).get("name", "")
+    if why and "from the margin" in name:
         kind = ("the interval straddles the margin under one seed set and clears it under the other: the "
                 "comparison is underpowered at this difference")
-    elif undecided and "power" in name:
+    elif why and "power" in name:
         kind = "fewer seeds were run than the registered power calculation needs"
-    elif undecided:
-        kind = f"a precondition failed under seed set {focus}: {name} = {format_value(deciding.get('value'))}"
+    elif why:
+        other = [c for k in keys if k != undecided[0] for c in checks[k] if c["name"] == name]
+        kind = (f"a precondition failed under seed set {undecided[0]}: {name} = {format_value(why['value'])}, "
+                f"needs {why['op']} {format_value(why['threshold'])}"
+                + (f"; it held under the other ({format_value(other[0]['value'])})" if other else ""))
     elif set(verdicts.values()) == {"reproduced", "not_reproduced"}:
         kind = "the claim check lands on opposite sides of its threshold"
     else:

@@ -8,23 +8,11 @@ import math
 import pytest
 import torch
 
-from initrepro.data import TensorData
 from initrepro.layers import relu_grad_at_zero
 from initrepro.models.ensemble import Ensemble
 from initrepro.models.resnet import resnet
 from initrepro.training import lr_factor, member_accuracy, train_members
-
-
-def _data(n=60, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 4
-    x = torch.randn(n, 1, 4, 4, generator=g) * 0.1 + y.view(-1, 1, 1, 1).float() / 4
-    return TensorData(x, y, 4, "toy")
-
-
-def _fc(arm, seed):
-    return resnet("fc", (1, 4, 4), 4, widths=16, blocks=2, block_type="C", init=arm, seed=seed,
-                  activation=relu_grad_at_zero)
+from toy_nets import toy_data, toy_fc
 
 
 def _alone(net, data, lr, seed, *, epochs, batch_size, momentum, weight_decay, warmup_steps, milestones, gamma=0.1,
@@ -50,16 +38,16 @@ def _alone(net, data, lr, seed, *, epochs, batch_size, momentum, weight_decay, w
 
 @pytest.mark.parametrize("isolate", [True, False])
 def test_each_member_is_the_net_trained_alone_with_torch_sgd(isolate):
-    data = _data()
+    data = toy_data()
     cfg = dict(epochs=2, batch_size=16, momentum=0.9, weight_decay=1e-3)
     runs = [("he", 0.05, 3), ("he", 0.02, 4), ("zero", 0.1, 5)]
-    ens = Ensemble([_fc(a, s) for a, _, s in runs], isolate_diverged=isolate)
+    ens = Ensemble([toy_fc(a, s) for a, _, s in runs], isolate_diverged=isolate)
     frozen = {"classifier.bias"}
     hist = train_members(ens, data, {"train": data}, [lr for _, lr, _ in runs], [s for *_, s in runs],
                          warmup_epochs=1.0, milestones=(1,), frozen=lambda i, n: i == 2 and n in frozen,
                          eval_every_epoch=True, **cfg)
     for i, (arm, lr, seed) in enumerate(runs):
-        net = _alone(_fc(arm, seed), data, lr, seed, warmup_steps=4, milestones=(1,),
+        net = _alone(toy_fc(arm, seed), data, lr, seed, warmup_steps=4, milestones=(1,),
                      frozen=frozen if i == 2 else (), **cfg)
         for name, p in net.named_parameters():
             assert torch.allclose(ens.stacked[ens.names.index(name)][i], p, atol=1e-5), (i, name)
@@ -80,10 +68,10 @@ def test_a_diverging_member_changes_no_other_member(isolate):
     """Member 0 at lr 1e6 diverges; members 1 and 2 end bitwise where they end when member 0
     trains at a harmless lr. Isolated by the ensemble, the diverged member outputs zeros; frozen
     by the trainer, it keeps the (finite) parameters of the step before its loss turned non-finite."""
-    data = _data()
+    data = toy_data()
     runs = {}
     for lr0 in (1e6, 0.01):
-        ens = Ensemble([_fc("he", 0), _fc("he", 1), _fc("zero", 0)], isolate_diverged=isolate)
+        ens = Ensemble([toy_fc("he", 0), toy_fc("he", 1), toy_fc("zero", 0)], isolate_diverged=isolate)
         runs[lr0] = ens, train_members(ens, data, {"t": data}, [lr0, 0.05, 0.02], [0, 1, 2], epochs=2,
                                        batch_size=16, momentum=0.9, weight_decay=1e-3)
     (bad, hist), (good, ref) = runs[1e6], runs[0.01]
@@ -96,8 +84,8 @@ def test_a_diverging_member_changes_no_other_member(isolate):
 
 
 def test_max_steps_ends_training_and_evaluates_once():
-    data = _data()
-    ens = Ensemble([_fc("he", 0), _fc("he", 1)])
+    data = toy_data()
+    ens = Ensemble([toy_fc("he", 0), toy_fc("he", 1)])
     hist = train_members(ens, data, {"t": data}, [0.05, 0.05], [0, 1], epochs=10, batch_size=16, max_steps=6)
     assert hist.steps == 6 and hist.epoch == [2] and len(hist.acc["t"]) == 1
 
@@ -115,8 +103,8 @@ def test_forward_members_takes_one_batch_per_member():
 
 
 def test_train_members_bad_inputs():
-    ens = Ensemble([_fc("he", 0), _fc("he", 1)])
-    data = _data()
+    ens = Ensemble([toy_fc("he", 0), toy_fc("he", 1)])
+    data = toy_data()
     with pytest.raises(ValueError, match="lrs and seeds"):
         train_members(ens, data, {}, [0.1], [0, 1], epochs=1, batch_size=8)
     with pytest.raises(ValueError, match="lrs must"):

@@ -170,13 +170,13 @@ def test_widening_mlp_bad_inputs():
 
 # --- the authors' ReLU and the reduced-scale studies (the trainer: tests/test_members.py) -------------------------------------------
 
-from initrepro.data import TensorData  # noqa: E402
 from initrepro.layers import ReLUGradAtZero, relu_grad_at_zero  # noqa: E402
 from initrepro.models.ensemble import Ensemble  # noqa: E402
 from initrepro.studies.zero import (  # noqa: E402
     branch_weight_names, fallback_lr, magnitude_prune_, prunable_weight_names, pruned_accuracy, search_lrs, split,
     stable_rank, train_runs, update_stable_ranks)
 from initrepro.training import member_accuracy, train_members  # noqa: E402
+from toy_nets import toy_data, toy_fc  # noqa: E402
 
 
 def test_authors_relu_gradient_is_one_at_exactly_zero_and_zero_below():
@@ -223,21 +223,9 @@ def test_zero_channels_train_with_the_authors_relu():
     assert rows == {"torch": 2, "authors": 8}
 
 
-def _digits_like(n=60, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 4
-    x = torch.randn(n, 1, 4, 4, generator=g) * 0.1 + y.view(-1, 1, 1, 1).float() / 4
-    return TensorData(x, y, 4, "toy")
-
-
-def _fc(arm, seed):
-    return resnet("fc", (1, 4, 4), 4, widths=16, blocks=2, block_type="C", init=arm, seed=seed,
-                  activation=relu_grad_at_zero)
-
-
 def test_zero_members_differ_only_by_data_order():
-    data = _digits_like()
-    ens = Ensemble([_fc("zero", 0), _fc("zero", 1), _fc("zero", 2)])
+    data = toy_data()
+    ens = Ensemble([toy_fc("zero", 0), toy_fc("zero", 1), toy_fc("zero", 2)])
     train_members(ens, data, {}, [0.05] * 3, [7, 7, 8], epochs=1, batch_size=16)
     w = ens.stacked[ens.names.index("stem.weight")]
     assert torch.equal(w[0], w[1]) and not torch.equal(w[0], w[2])
@@ -253,7 +241,7 @@ def test_stable_rank():
 
 
 def test_update_stable_ranks_and_names():
-    ens = Ensemble([_fc("zero", 0), _fc("he", 1)])
+    ens = Ensemble([toy_fc("zero", 0), toy_fc("he", 1)])
     initial = {n: p.detach().clone() for n, p in zip(ens.names, ens.stacked)}
     names = branch_weight_names(ens)
     assert names == ["blocks.0.conv1.weight", "blocks.0.conv2.weight", "blocks.1.conv1.weight",
@@ -266,8 +254,8 @@ def test_update_stable_ranks_and_names():
 
 
 def test_magnitude_pruning_per_member_and_layer():
-    ens = Ensemble([_fc("he", 0), _fc("he", 1)])
-    data = _digits_like()
+    ens = Ensemble([toy_fc("he", 0), toy_fc("he", 1)])
+    data = toy_data()
     before = member_accuracy(ens, data)
     acc = pruned_accuracy(ens, data, ["stem.weight"], 0.5)
     assert member_accuracy(ens, data) == before and len(acc) == 2  # a copy is pruned
@@ -279,20 +267,20 @@ def test_magnitude_pruning_per_member_and_layer():
 
 
 def test_search_lrs_and_train_runs():
-    data = _digits_like(80)
+    data = toy_data(80)
     fit, val = split(data, 0.25, 0)
     assert len(val) == 20 and len(fit) == 60
     cfg = dict(epochs=2, batch_size=16, momentum=0.9)
-    choice = search_lrs(_fc, ["zero", "he"], [0.01, 0.03, 0.1], [0, 1, 2], fit, val, 0.25, **cfg)
+    choice = search_lrs(toy_fc, ["zero", "he"], [0.01, 0.03, 0.1], [0, 1, 2], fit, val, 0.25, **cfg)
     assert set(choice) == {"zero", "he"}
     for c in choice.values():
         assert len(c.lrs) >= 3 and c.evidence.checks
         assert fallback_lr(c) in c.lrs
-    acc, ens, hist, initial = train_runs(_fc, [("zero", 0.03, 0), ("he", 1e6, 0)], data, data, **cfg)
+    acc, ens, hist, initial = train_runs(toy_fc, [("zero", 0.03, 0), ("he", 1e6, 0)], data, data, **cfg)
     assert len(acc) == 2 and set(initial) == set(ens.names) and hist.epoch == [1, 2] and len(hist.acc["test"]) == 2
     assert ens.isolate_diverged and hist.diverged == [False, True] and math.isnan(acc[1])
     with pytest.raises(ValueError):
-        train_runs(_fc, [], data, data, **cfg)
+        train_runs(toy_fc, [], data, data, **cfg)
     with pytest.raises(ValueError):
         split(data, 1.0, 0)
 

@@ -196,7 +196,7 @@ def index_rows(root: Path = REPO_ROOT) -> list[dict]:
     papers_of = {s: {p for p, _, c in claims if c["stage"] == s} for s in stages}
     importers = {m: set().union(*(papers_of[s] for s in stages if m in modules[s])) for m in set().union(*modules.values())}
     tests = {p.relative_to(root).as_posix(): (p.read_text(), our_modules(imported_names(p.read_text()), root))
-             for p in sorted((root / "tests").glob("*.py"))}
+             for p in sorted((root / "tests").glob("test_*.py"))}
     cells, figures = {}, {}
     for stage in stages:
         ids = [c["id"] for _, _, c in claims if c["stage"] == stage]
